@@ -1,0 +1,35 @@
+"""The persistence API: stores, records, ids and the store registry.
+
+Import names from here (or from :mod:`gc3session`); the submodules are an
+implementation detail.
+"""
+
+from __future__ import annotations
+
+from .idfactory import Id as Id
+from .idfactory import IdFactory as IdFactory
+from .registry import known_schemes as known_schemes
+from .registry import make_store as make_store
+from .registry import register as register
+from .registry import unregister as unregister
+from .serialization import PICKLE_PROTOCOL as PICKLE_PROTOCOL
+from .serialization import Persistable as Persistable
+from .serialization import allow as allow
+from .serialization import relocate as relocate
+from .store import Store as Store
+from .url import StoreUrl as StoreUrl
+
+__all__ = [
+    "Id",
+    "IdFactory",
+    "PICKLE_PROTOCOL",
+    "Persistable",
+    "Store",
+    "StoreUrl",
+    "allow",
+    "known_schemes",
+    "make_store",
+    "register",
+    "relocate",
+    "unregister",
+]

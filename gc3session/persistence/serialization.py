@@ -1,0 +1,418 @@
+"""Records: how one persistent object becomes bytes, and back.
+
+Record format (version 1)
+-------------------------
+A record is one ASCII header line followed by the payload::
+
+    GC3S 1 pickle4 gc3session.task:Task TERMINATED\\n<payload>
+
+The fields are: a magic word, the record format version, the serializer name
+(``pickle4``: pickle protocol 4, pinned so that every Python >= 3.4 can read
+it, never "highest available"), the ``module:qualname`` of the object's
+class (so a load failure can say which class is missing, and tools can list a
+store without importing user code) and the task state (``-`` for objects that
+have none).  The header is at most :data:`MAX_HEADER` bytes.
+
+The payload of ``pickle4`` is two consecutive pickles: first the constructor
+arguments of the object (``cls.__new__(cls, *args)``), then its state (what
+``__getstate__`` returns, plus list and dict items for container subclasses).
+Splitting them lets the loader create the (empty) object and register it
+under its id *before* unpickling its state, so reference cycles between
+records terminate and every id maps to one object within a load.
+
+References
+----------
+A :class:`Persistable` met while pickling another object is not embedded: it
+is saved as its own record (if it is new or ``changed``) and the parent keeps
+the reference ``("gc3s", id)``.  :func:`encode` returns the records of the
+root and of every child it had to save, children first, so a store can write
+them in one transaction.
+
+Class relocation
+----------------
+:func:`relocate` maps an old ``module:qualname`` (or an old module prefix) to
+its new place, so records written before a rename keep loading.
+
+Trust
+-----
+Pickle runs code named by the data it reads.  With ``trusted=False`` the
+unpickler only resolves classes on an allow-list (gc3session's own classes,
+plain builtin containers, dates, and whatever :func:`allow` added) and raises
+:class:`~gc3session.exceptions.UnsafeRecordError` for anything else.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import importlib
+import io
+import pickle
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from ..exceptions import (ClassNotFoundError, CorruptRecordError,
+                          SerializationError, UnsafeRecordError)
+from .idfactory import Id
+
+#: The pinned pickle protocol of records.
+PICKLE_PROTOCOL = 4
+#: Current record format version.
+FORMAT_VERSION = 1
+MAGIC = b"GC3S"
+SERIALIZER = "pickle4"
+MAX_HEADER = 512
+_NO_STATE = "-"
+_REF_TAG = "gc3s"
+
+
+class Persistable:
+    """Base class of the objects a store saves as records of their own.
+
+    ``persistent_id`` is set by the store on the first save; ``changed`` is
+    set on creation and cleared by a successful save (subclasses such as
+    :class:`gc3session.task.Task` set it again on every change).  Identity is
+    plain object identity: two loads within one session return the same
+    object for the same id, and comparing ids is what ``x.persistent_id ==
+    y.persistent_id`` is for.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "persistent_id" in kwargs:
+            self.persistent_id = kwargs.pop("persistent_id")
+        self.changed = True
+        super().__init__(*args, **kwargs)
+
+    def __str__(self) -> str:
+        pid = getattr(self, "persistent_id", None)
+        return str(pid) if pid is not None else super().__str__()
+
+
+def class_path(cls: type) -> str:
+    """``module:qualname`` of a class, the form written in record headers."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+# --- relocation and trust (process-wide registries) -------------------------
+
+_relocations: dict[str, str] = {}
+_allowed_classes: set[str] = set()
+_ALLOWED_MODULE_PREFIXES = ("gc3session.", "stores.")
+_ALLOWED_BUILTINS = {
+    "builtins:set", "builtins:frozenset", "builtins:complex", "builtins:bytearray",
+    "builtins:slice", "builtins:range", "builtins:object",
+    "collections:OrderedDict", "collections:deque", "collections:defaultdict",
+    "datetime:datetime", "datetime:date", "datetime:time", "datetime:timedelta",
+    "datetime:timezone", "decimal:Decimal", "uuid:UUID", "fractions:Fraction",
+    "pathlib:PurePosixPath", "pathlib:PosixPath", "pathlib:Path",
+    "copyreg:_reconstructor", "enum:Enum",
+}
+
+
+def relocate(old: str, new: str) -> None:
+    """Load records written under ``old`` from ``new``.
+
+    Both are ``module:qualname`` class paths, or both module names (then every
+    class under the old module, and its submodules, moves).
+
+    >>> relocate("oldpkg.tasks:MyTask", "newpkg.tasks:MyTask")
+    >>> _resolve_path("oldpkg.tasks:MyTask")
+    'newpkg.tasks:MyTask'
+    >>> del _relocations["oldpkg.tasks:MyTask"]
+    """
+    if (":" in old) != (":" in new):
+        raise ValueError("relocate() needs two class paths or two module names")
+    _relocations[old] = new
+
+
+def allow(path: str) -> None:
+    """Put a ``module:qualname`` class on the allow-list of untrusted loads."""
+    _allowed_classes.add(path)
+
+
+def _resolve_path(path: str) -> str:
+    if path in _relocations:
+        return _relocations[path]
+    module, _, name = path.partition(":")
+    parts = module.split(".")
+    for cut in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:cut])
+        if prefix in _relocations:
+            return f"{_relocations[prefix]}{module[len(prefix):]}:{name}"
+    return path
+
+
+def _is_allowed(path: str) -> bool:
+    module = path.partition(":")[0]
+    return (path in _ALLOWED_BUILTINS or path in _allowed_classes
+            or module + "." in _ALLOWED_MODULE_PREFIXES
+            or module.startswith(_ALLOWED_MODULE_PREFIXES))
+
+
+def find_class(path: str, *, trusted: bool = True) -> Any:
+    """Import the class named by ``path`` (after relocation).
+
+    :raises UnsafeRecordError: if not trusted and not allow-listed.
+    :raises ClassNotFoundError: if it cannot be imported.
+    """
+    path = _resolve_path(path)
+    if not trusted and not _is_allowed(path):
+        raise UnsafeRecordError(f"class {path} is not allowed in an untrusted load",
+                                cls=path, cause="not on the allow-list")
+    module_name, _, qualname = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ClassNotFoundError(f"cannot import class {path}: {err}",
+                                 cls=path, cause=str(err)) from err
+    return obj
+
+
+# --- encoding ----------------------------------------------------------------
+
+@dataclass
+class Record:
+    """One object encoded for storage."""
+
+    id: Id
+    data: bytes
+    obj: Any
+    state: str | None
+    cls: str
+
+
+def task_state(obj: Any) -> str | None:
+    """The ``execution.state`` of a task, or None for objects without one."""
+    execution = getattr(obj, "execution", None)
+    state = getattr(execution, "state", None)
+    return str(state) if state is not None else None
+
+
+def encode(root: Any, assign_id: Callable[[Any], Id]) -> list[Record]:
+    """Encode ``root`` and every new or changed :class:`Persistable` it references.
+
+    ``assign_id(obj)`` gives an object without ``persistent_id`` a fresh id.
+    Returns the records, children first and ``root`` last.
+
+    :raises SerializationError: if some part of the object cannot be pickled.
+    """
+    records: list[Record] = []
+    seen: set[int] = set()
+
+    def visit(obj: Any) -> Id:
+        if getattr(obj, "persistent_id", None) is None:
+            obj.persistent_id = assign_id(obj)
+        seen.add(id(obj))
+        records.append(_encode_one(obj, child_ref))
+        return Id.parse(str(obj.persistent_id))
+
+    def child_ref(obj: Any) -> tuple[str, str] | None:
+        if not isinstance(obj, Persistable):
+            return None
+        pid = getattr(obj, "persistent_id", None)
+        if id(obj) not in seen and (pid is None or getattr(obj, "changed", True)):
+            pid = visit(obj)
+        return (_REF_TAG, str(pid))
+
+    visit(root)
+    # visit() appends each record when its own pickling is done, so children
+    # (finished first) precede their parents and the root comes last.
+    return records
+
+
+def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
+    cls = type(obj)
+    pid = Id.parse(str(obj.persistent_id))
+    try:
+        reduced = obj.__reduce_ex__(PICKLE_PROTOCOL)
+    except Exception as err:  # any failure of user code in __reduce_ex__
+        raise SerializationError(f"cannot serialize {pid}: {err}", id=pid) from err
+    if not (isinstance(reduced, tuple) and reduced[0] is copyreg.__newobj__
+            and reduced[1][0] is cls):
+        raise SerializationError(
+            f"cannot serialize {pid}: {class_path(cls)} must pickle through"
+            " __getstate__/__setstate__, not a custom __reduce__", id=pid)
+    args = reduced[1][1:]
+    state = reduced[2] if len(reduced) > 2 else None
+    listitems = list(reduced[3]) if len(reduced) > 3 and reduced[3] is not None else None
+    dictitems = dict(reduced[4]) if len(reduced) > 4 and reduced[4] is not None else None
+    buffer = io.BytesIO()
+    state_str = task_state(obj)
+    if state_str is not None and (not state_str or any(c.isspace() for c in state_str)):
+        raise SerializationError(f"cannot serialize {pid}: invalid state {state_str!r}", id=pid)
+    buffer.write(b" ".join([MAGIC, str(FORMAT_VERSION).encode(), SERIALIZER.encode(),
+                            class_path(cls).encode(), (state_str or _NO_STATE).encode()])
+                 + b"\n")
+    pickler = _RefPickler(buffer, obj, child_ref)
+    try:
+        pickler.dump(args)
+        pickler.dump((state, listitems, dictitems))
+    except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as err:
+        raise SerializationError(f"cannot serialize {pid}: {err}", id=pid) from err
+    return Record(id=pid, data=buffer.getvalue(), obj=obj, state=state_str, cls=class_path(cls))
+
+
+class _RefPickler(pickle.Pickler):
+    def __init__(self, stream: io.BytesIO, root: Any, child_ref: Callable[[Any], Any]) -> None:
+        super().__init__(stream, protocol=PICKLE_PROTOCOL)
+        self._root = root
+        self._child_ref = child_ref
+
+    def persistent_id(self, obj: Any) -> Any:  # noqa: D401 - pickle hook
+        if obj is self._root:
+            return None
+        return self._child_ref(obj)
+
+
+# --- decoding ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Header:
+    """The parsed header line of a record."""
+
+    version: int
+    serializer: str
+    cls: str
+    state: str | None
+    size: int
+
+
+def parse_header(data: bytes) -> Header:
+    """Parse a record header.
+
+    :raises ValueError: with a description of what is wrong (the caller turns
+        it into a :class:`CorruptRecordError` naming the id and location).
+    """
+    end = data.find(b"\n", 0, MAX_HEADER)
+    if end < 0:
+        raise ValueError("no record header (empty, truncated or not a gc3session record)")
+    fields = data[:end].split(b" ")
+    if len(fields) != 5 or fields[0] != MAGIC:
+        raise ValueError("not a gc3session record header")
+    try:
+        version = int(fields[1])
+        text = [f.decode("ascii") for f in fields[2:]]
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"malformed record header: {err}") from err
+    if version != FORMAT_VERSION:
+        raise ValueError(f"unsupported record format version {version}")
+    if text[0] != SERIALIZER:
+        raise ValueError(f"unknown serializer {text[0]!r}")
+    return Header(version, text[0], text[1], None if text[2] == _NO_STATE else text[2], end + 1)
+
+
+class Decoder:
+    """Decode records into objects, re-linking references through ``fetch``.
+
+    One decoder is one "load": every id maps to one object (``memo``), so
+    shared children are shared again and cycles terminate.
+
+    :param fetch: ``fetch(id) -> bytes`` reads a record (raising
+        :class:`~gc3session.exceptions.LoadError` if absent).
+    :param location: ``location(id) -> str`` names where the record lives,
+        for error messages.
+    :param trusted: if False, only allow-listed classes are resolved.
+    """
+
+    def __init__(self, fetch: Callable[[str], bytes], location: Callable[[str], str],
+                 memo: dict[str, Any], *, trusted: bool = True) -> None:
+        self._fetch = fetch
+        self._location = location
+        self.memo = memo
+        self._trusted = trusted
+
+    def load(self, pid: str) -> Any:
+        """Return the object with id ``pid``, loading it (and its children) if needed."""
+        pid = str(pid)
+        try:
+            return self.memo[pid]
+        except KeyError:
+            pass
+        data = self._fetch(pid)
+        return self.decode(pid, data)
+
+    def decode(self, pid: str, data: bytes) -> Any:
+        """Decode the record bytes ``data`` of id ``pid``."""
+        where = self._location(pid)
+        try:
+            header = parse_header(data)
+        except ValueError as err:
+            raise CorruptRecordError(f"cannot load {pid} from {where}: {err}",
+                                     id=pid, location=where, cause=str(err)) from err
+        try:
+            cls = find_class(header.cls, trusted=self._trusted)
+        except (ClassNotFoundError, UnsafeRecordError) as err:
+            raise type(err)(f"cannot load {pid} from {where}: {err}", id=pid,
+                            location=where, cls=header.cls, cause=str(err)) from err
+        stream = io.BytesIO(data)
+        stream.seek(header.size)
+        unpickler = _RefUnpickler(stream, self)
+        try:
+            args = unpickler.load()
+            obj = cls.__new__(cls, *args)
+            self.memo[pid] = obj
+            state, listitems, dictitems = unpickler.load()
+            _apply_state(obj, state, listitems, dictitems)
+        except (UnsafeRecordError, ClassNotFoundError) as err:
+            self.memo.pop(pid, None)
+            raise type(err)(f"cannot load {pid} from {where}: {err}", id=pid,
+                            location=where, cause=str(err)) from err
+        except _LOAD_ERRORS as err:
+            self.memo.pop(pid, None)
+            if isinstance(err, CorruptRecordError) or getattr(err, "id", pid) != pid:
+                raise  # a child's own error already names the child
+            raise CorruptRecordError(f"cannot load {pid} from {where}: {type(err).__name__}: {err}",
+                                     id=pid, location=where, cause=str(err)) from err
+        if getattr(obj, "persistent_id", None) != pid:
+            obj.persistent_id = Id.parse(pid)
+        try:
+            obj.changed = False
+        except AttributeError:
+            pass  # a read-only ``changed`` property computes itself
+        return obj
+
+
+# Everything a damaged pickle stream can raise while being decoded.
+_LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+    IndexError, KeyError, ImportError, MemoryError, RecursionError, OverflowError,
+    UnicodeDecodeError,
+)
+
+
+class _RefUnpickler(pickle.Unpickler):
+    def __init__(self, stream: io.BytesIO, decoder: Decoder) -> None:
+        super().__init__(stream)
+        self._decoder = decoder
+
+    def persistent_load(self, pid: Any) -> Any:  # noqa: D401 - pickle hook
+        if not (isinstance(pid, tuple) and len(pid) == 2 and pid[0] == _REF_TAG):
+            raise pickle.UnpicklingError(f"unknown persistent reference {pid!r}")
+        return self._decoder.load(pid[1])
+
+    def find_class(self, module: str, name: str) -> Any:
+        return find_class(f"{module}:{name}", trusted=self._decoder._trusted)
+
+
+def _apply_state(obj: Any, state: Any, listitems: Iterable[Any] | None,
+                 dictitems: dict[Any, Any] | None) -> None:
+    """Restore ``state`` on ``obj`` the way pickle's BUILD opcode does."""
+    if state is not None:
+        setstate = getattr(obj, "__setstate__", None)
+        if setstate is not None:
+            setstate(state)
+        else:
+            slotstate = None
+            if isinstance(state, tuple) and len(state) == 2:
+                state, slotstate = state
+            if state:
+                obj.__dict__.update(state)
+            if slotstate:
+                for key, value in slotstate.items():
+                    setattr(obj, key, value)
+    if listitems:
+        obj.extend(listitems)
+    if dictitems:
+        for key, value in dictitems.items():
+            obj[key] = value

@@ -1,0 +1,251 @@
+"""The :class:`Store` contract: what every store implementation provides.
+
+A store maps ids to objects.  The public methods (gc3libs names) are
+implemented here once, on top of a handful of primitives a concrete store
+provides:
+
+=====================================  =======================================
+primitive                              contract
+=====================================  =======================================
+``_allocate_ids(n) -> first``          reserve ``n`` fresh sequence numbers,
+                                       durably, unique across every process
+                                       and host sharing the store
+``_write(records)``                    write all records as one unit (a
+                                       transaction, or one batch of atomic
+                                       renames); on error nothing new is
+                                       visible *or* each record is old-or-new
+``_read(id) -> bytes``                 the record bytes, or raise
+                                       :class:`RecordNotFoundError`
+``_delete(ids)``                       delete records; missing ones are fine
+``_list_ids() -> list[str]``           every record id
+``_states(ids) -> dict``               ``{id: state}`` without unpickling
+``location(id) -> str``                a human-readable place (path or table)
+=====================================  =======================================
+
+The serialization of objects and of their references lives in
+:mod:`gc3session.persistence.serialization`, so every store writes the same
+record bytes and records can be copied between stores verbatim.
+"""
+
+from __future__ import annotations
+
+import abc
+import weakref
+from typing import Any, Iterable, Mapping
+
+from ..exceptions import InvalidValue, LoadError
+from .idfactory import Id, IdFactory, is_valid_id
+from .serialization import Decoder, Record, encode, parse_header
+from .url import StoreUrl
+
+
+class Store(abc.ABC):
+    """Abstract base of all stores.
+
+    :param url: the URL that :func:`~gc3session.persistence.make_store` would
+        turn into this store.
+    :param durable: if True (the default) every write is on stable storage
+        when the call returns.  False is GC3Pie's durability (survives a killed
+        process, not a power cut): faster, never the default.
+    :param trusted: if False, loads only resolve allow-listed classes.
+
+    Saved and loaded objects are cached by id (weakly), so loading an id twice
+    returns the same object while someone holds it.
+    """
+
+    def __init__(self, url: StoreUrl | str, *, durable: bool = True,
+                 trusted: bool = True, idfactory: IdFactory | None = None) -> None:
+        self.url = StoreUrl.parse(url)
+        self.durable = durable
+        self.trusted = trusted
+        self.idfactory = idfactory if idfactory is not None else IdFactory(self._allocate_ids)
+        self._cache: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+    # --- primitives --------------------------------------------------------
+    @abc.abstractmethod
+    def _allocate_ids(self, n: int) -> int:
+        """Reserve ``n`` consecutive sequence numbers; return the first."""
+
+    @abc.abstractmethod
+    def _write(self, records: list[Record]) -> None:
+        """Write ``records`` (children first) as one unit."""
+
+    @abc.abstractmethod
+    def _read(self, pid: str) -> bytes:
+        """Return the bytes of record ``pid``."""
+
+    @abc.abstractmethod
+    def _delete(self, pids: list[str]) -> None:
+        """Delete the records ``pids`` (absent ones are ignored)."""
+
+    @abc.abstractmethod
+    def _list_ids(self) -> list[str]:
+        """Return the ids of every record."""
+
+    @abc.abstractmethod
+    def location(self, pid: str) -> str:
+        """Where record ``pid`` lives (a path, or ``table`` at URL), for messages."""
+
+    def _states(self, pids: list[str] | None) -> dict[str, str | None]:
+        """``{id: state}`` of the given (or all) records; stores override this."""
+        wanted = self._list_ids() if pids is None else pids
+        result: dict[str, str | None] = {}
+        for pid in wanted:
+            try:
+                result[pid] = parse_header(self._read(pid)).state
+            except (LoadError, ValueError):
+                continue
+        return result
+
+    # --- public API (gc3libs names) -----------------------------------------
+    def save(self, obj: Any) -> Id:
+        """Save ``obj`` (and new or changed objects it references); return its id.
+
+        The first save assigns ``obj.persistent_id``; saving again overwrites
+        the same record.  The object and the children saved with it are
+        written as one unit.
+        """
+        self._commit(encode(obj, self.idfactory.new))
+        return obj.persistent_id
+
+    def save_many(self, objs: Iterable[Any]) -> list[Id]:
+        """Save several objects as one unit (one transaction or one batch)."""
+        objs = list(objs)
+        if objs:
+            self.idfactory.reserve(sum(1 for o in objs if getattr(o, "persistent_id", None) is None) or 1)
+        records: list[Record] = []
+        batch_ids: set[str] = set()
+        for obj in objs:
+            for record in encode(obj, self.idfactory.new):
+                if record.id not in batch_ids:
+                    batch_ids.add(record.id)
+                    records.append(record)
+        self._commit(records)
+        return [o.persistent_id for o in objs]
+
+    def replace(self, id_: str, obj: Any) -> None:
+        """Overwrite record ``id_`` with ``obj`` (which takes that id)."""
+        obj.persistent_id = _check_id(id_)
+        self._commit(encode(obj, self.idfactory.new))
+
+    def load(self, id_: str) -> Any:
+        """Load the object with id ``id_`` (from the cache if it is there).
+
+        :raises LoadError: (a subclass of it) naming the id and the location;
+            the record is left as it is.
+        """
+        pid = str(_check_id(id_))
+        cached = self._cache.get(pid)
+        if cached is not None:
+            return cached
+        return self._decoder().load(pid)
+
+    def load_many(self, ids: Iterable[str]) -> dict[str, Any]:
+        """Load several objects in one "load" (shared references stay shared)."""
+        decoder = self._decoder()
+        return {str(i): decoder.load(str(_check_id(i))) for i in ids}
+
+    def remove(self, id_: str) -> None:
+        """Delete record ``id_`` (no error if it is already gone)."""
+        pid = str(_check_id(id_))
+        self._delete([pid])
+        self._cache.pop(pid, None)
+
+    def remove_many(self, ids: Iterable[str]) -> None:
+        """Delete several records as one unit."""
+        pids = [str(_check_id(i)) for i in ids]
+        if pids:
+            self._delete(pids)
+        for pid in pids:
+            self._cache.pop(pid, None)
+
+    def list(self) -> list[Id]:
+        """Ids of every record in the store (children included)."""
+        return [Id.parse(pid) for pid in self._list_ids()]
+
+    def states(self, ids: Iterable[str] | None = None) -> dict[str, str | None]:
+        """``{id: state}`` for ``ids`` (default: all) without loading the objects.
+
+        Ids without a record are left out.
+        """
+        return self._states(None if ids is None else [str(i) for i in ids])
+
+    def read_record(self, id_: str) -> bytes:
+        """The raw bytes of a record (for copying between stores and for fsck)."""
+        return self._read(str(_check_id(id_)))
+
+    def write_records(self, records: Mapping[str, bytes]) -> None:
+        """Write raw record bytes verbatim, as one unit (the copy of :meth:`read_record`)."""
+        batch = []
+        for pid, data in records.items():
+            header = parse_header(data)
+            batch.append(Record(id=_check_id(pid), data=data, obj=None,
+                                state=header.state, cls=header.cls))
+        self._write(batch)
+        for record in batch:
+            self._cache.pop(record.id, None)
+
+    def invalidate_cache(self) -> None:
+        """Forget every cached object, so the next load reads the store."""
+        self._cache.clear()
+
+    def pre_fork(self) -> None:
+        """Release what must not cross a ``fork()`` (connections); no-op by default."""
+
+    def post_fork(self) -> None:
+        """Called in the child after ``fork()``: never reuse the parent's id block."""
+        self.idfactory.forget_block()
+
+    def close(self) -> None:
+        """Release connections and file handles; the store can be used again later."""
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.url)!r})"
+
+    # --- helpers -------------------------------------------------------------
+    def _commit(self, records: list[Record]) -> None:
+        self._write(records)
+        for record in records:
+            try:
+                record.obj.changed = False
+            except AttributeError:
+                pass  # a read-only ``changed`` property computes itself
+            self._cache[record.id] = record.obj
+
+    def _decoder(self) -> Decoder:
+        return Decoder(self._read, self.location, _CacheMemo(self._cache), trusted=self.trusted)
+
+
+class _CacheMemo(dict):  # type: ignore[type-arg]
+    """A load's memo that also consults and fills the store's weak cache."""
+
+    def __init__(self, cache: "weakref.WeakValueDictionary[str, Any]") -> None:
+        super().__init__()
+        self._cache = cache
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            return self._cache[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._cache[key] = value
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._cache.pop(key, None)
+        return super().pop(key, *default)
+
+
+def _check_id(id_: Any) -> Id:
+    """Validate an id given by a caller (this also keeps paths out of file names)."""
+    if not is_valid_id(id_):
+        raise InvalidValue(f"not a valid task id: {id_!r} (expected 'Prefix.N')", id=id_)
+    return Id.parse(str(id_))

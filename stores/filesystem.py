@@ -1,0 +1,297 @@
+"""A store that keeps one record file per object in a directory.
+
+On-disk layout (format 1)
+-------------------------
+::
+
+    <directory>/
+        .lock          empty; flock()ed while allocating ids and publishing
+        .next_id       the next free sequence number, as decimal text
+        .states        state log: one "<id> <state>" line per write,
+                       "<id> !" per removal; the last line of an id wins
+        <shard>/<id>   one record per object (format: serialization module)
+
+``<shard>`` is the sequence number divided by 1000, so a directory never
+holds more than 1000 records and ``fsync`` of a directory stays cheap at
+10^6 records.  Ids contain no path separators (they are validated as
+``Prefix.N``), so a record name cannot escape the store.
+
+Crash safety
+------------
+A record is written to a temporary file in its shard, fsynced, renamed over
+the old record, and the shard directory is fsynced: a crash leaves the old or
+the new record, never a torn one.  ``.next_id`` is replaced the same way
+*before* any id of a new block is handed out, so ids are never reused.
+``.states`` is a cache for listing states without unpickling: it is appended
+while the lock is held (so its order matches the renames) and is not
+fsynced on its own; the shard fsync that follows commits it on ext4
+(ordered data mode).  After a power cut on another file system it may lag a
+record behind, which ``gsession fsck`` reports and repairs from the records.
+
+Several processes (and hosts sharing the directory over a file system with
+working ``flock``) may use one store: ids come from the locked counter, and
+each record file is replaced atomically (last writer wins).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from typing import Any, Iterator
+
+from gc3session import fsio
+from gc3session.exceptions import (IdAllocationError, InvalidValue, LoadError,
+                                   RecordNotFoundError, StoreWriteError)
+from gc3session.persistence.idfactory import Id, is_valid_id
+from gc3session.persistence.serialization import Record, parse_header
+from gc3session.persistence.store import Store
+from gc3session.persistence.url import StoreUrl
+
+SHARD_SIZE = 1000
+LOCK_FILE = ".lock"
+COUNTER_FILE = ".next_id"
+STATES_FILE = ".states"
+_REMOVED = "!"
+_COMPACT_MIN_BYTES = 1 << 20
+
+
+class FilesystemStore(Store):
+    """Save objects as record files under ``directory``.
+
+    :param directory: the store directory (created at the first save, mode
+        0700), or a ``file://`` URL.
+    :param durable: fsync every write (default); False skips fsync.
+    :param trusted: False restricts loads to allow-listed classes.
+
+    Unknown keyword arguments are ignored (GC3Pie passes the SQL store's
+    ``table_name`` and ``extra_fields`` to every store).
+
+    >>> import tempfile
+    >>> from gc3session.persistence import Persistable
+    >>> store = FilesystemStore(tempfile.mkdtemp() + "/jobs")
+    >>> obj = Persistable(); obj.answer = 42
+    >>> pid = store.save(obj)
+    >>> store.invalidate_cache(); store.load(pid).answer
+    42
+    """
+
+    def __init__(self, directory: "str | os.PathLike[str] | StoreUrl", *,
+                 durable: bool = True, trusted: bool = True, **ignored: Any) -> None:
+        url = StoreUrl.parse(directory)
+        if url.scheme != "file":
+            raise InvalidValue(f"FilesystemStore needs a path or file:// URL, not {url}", url=str(url))
+        super().__init__(url, durable=durable, trusted=trusted)
+        self.directory = url.path
+        self._compact_at = -1
+
+    # --- paths -------------------------------------------------------------
+    def _shard(self, pid: str) -> str:
+        return os.path.join(self.directory, str(Id.parse(pid).seqno // SHARD_SIZE))
+
+    def location(self, pid: str) -> str:
+        """The path of the record file of ``pid``."""
+        return os.path.join(self._shard(pid), pid)
+
+    def _ensure_directory(self) -> None:
+        if not os.path.isdir(self.directory):
+            fsio.make_dirs(self.directory, durable=self.durable)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the store's flock; it dies with the process, never goes stale."""
+        self._ensure_directory()
+        path = os.path.join(self.directory, LOCK_FILE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise StoreWriteError(f"cannot open lock file {path!r}: {err.strerror}",
+                                  path=path, step="lock", errno=err.errno) from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    # --- primitives ----------------------------------------------------------
+    def _allocate_ids(self, n: int) -> int:
+        path = os.path.join(self.directory, COUNTER_FILE)
+        with self._locked():
+            try:
+                text = fsio.read_bytes(path, on_missing=lambda: b"").decode("ascii").strip()
+                first = int(text) if text else self._scan_next_seqno()
+            except (OSError, ValueError, UnicodeDecodeError) as err:
+                raise IdAllocationError(
+                    f"cannot read id counter {path!r}: {err}; it must hold one decimal"
+                    " number (delete it to have it rebuilt from the records)",
+                    path=path, step="read") from err
+            fsio.atomic_write(path, b"%d\n" % (first + n), durable=self.durable)
+        return first
+
+    def _scan_next_seqno(self) -> int:
+        """First free number when the counter is missing: above every record."""
+        seqnos = [Id.parse(pid).seqno for pid in self._list_ids()]
+        return max(seqnos, default=0) + 1
+
+    def _write(self, records: list[Record]) -> None:
+        if not records:
+            return
+        self._ensure_directory()
+        pending: list[tuple[str, str]] = []
+        try:
+            for record in records:
+                target = self.location(record.id)
+                shard = os.path.dirname(target)
+                if not os.path.isdir(shard):
+                    fsio.make_dirs(shard, durable=self.durable)
+                pending.append((fsio.write_tmp(shard, record.id, record.data,
+                                               durable=self.durable), target))
+        except BaseException:
+            for tmp, _ in pending:
+                fsio.discard(tmp)
+            raise
+        with self._locked():
+            committed: list[Record] = []
+            try:
+                for record, (tmp, target) in zip(records, pending):
+                    fsio.commit_tmp(tmp, target)
+                    committed.append(record)
+            except StoreWriteError:
+                for tmp, _ in pending[len(committed) + 1:]:
+                    fsio.discard(tmp)
+                raise
+            finally:
+                self._append_states(b"".join(
+                    b"%s %s\n" % (r.id.encode(), (r.state or "-").encode()) for r in committed))
+        if self.durable:
+            for shard in sorted({os.path.dirname(t) for _, t in pending}):
+                fsio.fsync_dir(shard)
+
+    def _read(self, pid: str) -> bytes:
+        path = self.location(pid)
+        try:
+            with open(path, "rb") as stream:
+                return stream.read()
+        except FileNotFoundError as err:
+            raise RecordNotFoundError(f"no record {pid} in {self.directory} (no file {path})",
+                                      id=pid, location=path, cause="missing") from err
+        except OSError as err:
+            raise LoadError(f"cannot read record {pid} from {path}: {err.strerror}",
+                            id=pid, location=path, cause=str(err)) from err
+
+    def _delete(self, pids: list[str]) -> None:
+        shards = set()
+        with self._locked():
+            for pid in pids:
+                path = self.location(pid)
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                except OSError as err:
+                    raise StoreWriteError(f"cannot remove record {pid} ({path}): {err.strerror}",
+                                          id=pid, path=path, step="unlink", errno=err.errno) from err
+                shards.add(os.path.dirname(path))
+            self._append_states(b"".join(b"%s %s\n" % (p.encode(), _REMOVED.encode()) for p in pids))
+        if self.durable:
+            for shard in sorted(shards):
+                fsio.fsync_dir(shard)
+
+    def _list_ids(self) -> list[str]:
+        result: list[str] = []
+        for shard in self._shards():
+            with os.scandir(shard) as entries:
+                result.extend(e.name for e in entries if is_valid_id(e.name))
+        return result
+
+    def _shards(self) -> list[str]:
+        try:
+            with os.scandir(self.directory) as entries:
+                return [e.path for e in entries if e.name.isdigit() and e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError as err:
+            raise LoadError(f"store path {self.directory} is not a directory",
+                            location=self.directory, cause="not a directory") from err
+
+    def _states(self, pids: list[str] | None) -> dict[str, str | None]:
+        states = self._read_states_log()
+        if states is None:
+            return super()._states(pids)
+        if pids is None:
+            return states
+        return {pid: states[pid] for pid in pids if pid in states}
+
+    # --- the state log -------------------------------------------------------
+    def _read_states_log(self) -> dict[str, str | None] | None:
+        """Fold ``.states`` into ``{id: state}``; None if there is no log."""
+        path = os.path.join(self.directory, STATES_FILE)
+        try:
+            with open(path, "rb") as stream:
+                data = stream.read()
+        except FileNotFoundError:
+            return {} if not self._shards() else None
+        states: dict[str, str | None] = {}
+        for line in data.split(b"\n")[:-1]:  # a torn last line has no newline
+            pid, _, state = line.decode("ascii", "replace").partition(" ")
+            if state == _REMOVED:
+                states.pop(pid, None)
+            elif is_valid_id(pid) and state:
+                states[pid] = None if state == "-" else state
+        return states
+
+    def _append_states(self, lines: bytes) -> None:
+        """Append to the state log (lock held); compact it when it has grown."""
+        if not lines:
+            return
+        path = os.path.join(self.directory, STATES_FILE)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fsio.write_all(fd, lines)
+            size = os.fstat(fd).st_size
+        except OSError as err:
+            raise StoreWriteError(f"cannot append to {path!r}: {err.strerror}",
+                                  path=path, step="write", errno=err.errno) from err
+        finally:
+            os.close(fd)
+        if self._compact_at < 0:
+            self._compact_at = 2 * size + _COMPACT_MIN_BYTES
+        elif size > self._compact_at:
+            self._compact_states(path)
+
+    def _compact_states(self, path: str) -> None:
+        states = self._read_states_log() or {}
+        data = b"".join(b"%s %s\n" % (pid.encode(), (state or "-").encode())
+                        for pid, state in states.items())
+        fsio.atomic_write(path, data, durable=self.durable)
+        self._compact_at = 2 * len(data) + _COMPACT_MIN_BYTES
+
+    # --- maintenance ---------------------------------------------------------
+    def leftover_tmp_files(self) -> list[str]:
+        """Temporary files left by killed writers (for fsck)."""
+        found = []
+        for shard in [self.directory, *self._shards()]:
+            with contextlib.suppress(FileNotFoundError), os.scandir(shard) as entries:
+                found.extend(e.path for e in entries if fsio.is_tmp_name(e.name))
+        return sorted(found)
+
+    def rebuild_states(self) -> None:
+        """Rewrite ``.states`` from the record headers (fsck's repair)."""
+        with self._locked():
+            lines = []
+            for pid in self._list_ids():
+                try:
+                    state = parse_header(self._read(pid)).state
+                except (LoadError, ValueError):
+                    continue
+                lines.append(b"%s %s\n" % (pid.encode(), (state or "-").encode()))
+            fsio.atomic_write(os.path.join(self.directory, STATES_FILE), b"".join(lines),
+                              durable=self.durable)
+
+
+def make_filesystemstore(url: StoreUrl, **kwargs: Any) -> FilesystemStore:
+    """Registry constructor for ``file://`` URLs and plain paths."""
+    return FilesystemStore(url, **kwargs)
+
+
+__all__ = ["FilesystemStore", "make_filesystemstore"]
