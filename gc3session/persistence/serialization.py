@@ -208,10 +208,12 @@ def encode(root: Any, assign_id: Callable[[Any], Id]) -> list[Record]:
         return Id.parse(str(obj.persistent_id))
 
     def child_ref(obj: Any) -> tuple[str, str] | None:
+        if id(obj) in seen:  # the root or an object already in this save: a back-reference
+            return (_REF_TAG, str(obj.persistent_id))
         if not isinstance(obj, Persistable):
             return None
         pid = getattr(obj, "persistent_id", None)
-        if id(obj) not in seen and (pid is None or getattr(obj, "changed", True)):
+        if pid is None or getattr(obj, "changed", True):
             pid = visit(obj)
         return (_REF_TAG, str(pid))
 
@@ -244,7 +246,7 @@ def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
     buffer.write(b" ".join([MAGIC, str(FORMAT_VERSION).encode(), SERIALIZER.encode(),
                             class_path(cls).encode(), (state_str or _NO_STATE).encode()])
                  + b"\n")
-    pickler = _RefPickler(buffer, obj, child_ref)
+    pickler = _RefPickler(buffer, child_ref)
     try:
         pickler.dump(args)
         pickler.dump((state, listitems, dictitems))
@@ -254,14 +256,18 @@ def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
 
 
 class _RefPickler(pickle.Pickler):
-    def __init__(self, stream: io.BytesIO, root: Any, child_ref: Callable[[Any], Any]) -> None:
+    """Pickle the state of one object, turning references to records into ids.
+
+    The object itself is never pickled whole (its constructor arguments and
+    state are dumped separately), so a reference back to it is a reference
+    like any other.
+    """
+
+    def __init__(self, stream: io.BytesIO, child_ref: Callable[[Any], Any]) -> None:
         super().__init__(stream, protocol=PICKLE_PROTOCOL)
-        self._root = root
         self._child_ref = child_ref
 
     def persistent_id(self, obj: Any) -> Any:  # noqa: D401 - pickle hook
-        if obj is self._root:
-            return None
         return self._child_ref(obj)
 
 

@@ -1,0 +1,146 @@
+"""``session_ids.txt``: the list of a session's top-level task ids.
+
+Format (GC3Pie's, byte for byte): one id per line, each line ending in
+``\\n``, in the order the tasks were added; an empty session is an empty
+file.  Every reader, GC3Pie included, finds a complete file at any moment.
+
+Updates are *changes*, applied to what is on disk under a short ``flock`` of
+the session directory (the lock dies with its process and leaves no file
+behind):
+
+* adding ids appends their lines with one ``write`` and one ``fdatasync``:
+  O(1) in the size of the session;
+* removing ids rewrites the file atomically (temporary file, fsync, rename,
+  directory fsync) from its *current* content minus those ids, so a handle
+  that loaded only some tasks, or a stale handle, never drops ids that
+  others added.
+
+A crash during an append can leave a final line without its newline; such a
+line belongs to an ``add`` that never returned, so readers ignore it and the
+next append cuts it off first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from typing import Iterable, Iterator
+
+from . import fsio
+from .exceptions import CorruptIndexError, StoreWriteError
+from .persistence.idfactory import is_valid_id
+
+INDEX_FILENAME = "session_ids.txt"
+_TAIL = 4096
+
+
+@contextlib.contextmanager
+def locked_dir(path: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the directory ``path`` itself.
+
+    Locking the directory (not a file in it) keeps the session directory
+    listing exactly GC3Pie's, and a directory inode is never replaced, so a
+    waiter never ends up holding a lock on a stale file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise StoreWriteError(f"cannot open session directory {path!r}: {err.strerror}",
+                              path=path, step="lock", errno=err.errno) from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def parse(data: bytes, path: str) -> list[str]:
+    """Parse the bytes of an index file into ids (order kept, duplicates dropped).
+
+    Blank lines are tolerated (GC3Pie splits on white space); a last line
+    without a newline is a torn append and is ignored.
+
+    :raises CorruptIndexError: naming the file and line of anything that is
+        not an id.
+    """
+    if not data:
+        return []
+    lines = data.split(b"\n")
+    lines.pop()  # text after the last newline: empty, or a torn append
+    ids: dict[str, None] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            text = line.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        if not is_valid_id(text):
+            raise CorruptIndexError(
+                f"{path}, line {number}: {raw[:80]!r} is not a task id. Repair the file"
+                " by hand (one id per line, e.g. Task.12) or restore it from a backup;"
+                " `gsession fsck --repair` can rebuild it from the store.",
+                path=path, line=number)
+        ids[text] = None
+    return list(ids)
+
+
+def read(path: str) -> list[str]:
+    """Read and parse the index file at ``path`` (errors propagate as OSError)."""
+    with open(path, "rb") as stream:
+        return parse(stream.read(), path)
+
+
+def append(path: str, ids: Iterable[str], *, durable: bool = True) -> None:
+    """Append ``ids`` to the index (the session directory lock must be held)."""
+    data = "".join(f"{i}\n" for i in ids).encode("ascii")
+    if not data:
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+    except OSError as err:
+        raise StoreWriteError(f"cannot open {path!r}: {err.strerror}", path=path,
+                              step="open", errno=err.errno) from err
+    step = "write"
+    try:
+        _cut_torn_tail(fd)
+        fsio.write_all(fd, data)
+        if durable:
+            step = "fsync"
+            os.fdatasync(fd)
+    except OSError as err:
+        raise StoreWriteError(f"cannot {step} {path!r}: {err.strerror}", path=path,
+                              step=step, errno=err.errno) from err
+    finally:
+        os.close(fd)
+
+
+def _cut_torn_tail(fd: int) -> None:
+    """Truncate a final line that has no newline (left by a crash mid-append)."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return
+    start = max(0, size - _TAIL)
+    tail = os.pread(fd, size - start, start)
+    if tail.endswith(b"\n"):
+        return
+    cut = tail.rfind(b"\n")
+    if cut < 0 and start > 0:
+        raise OSError(f"index line longer than {_TAIL} bytes at the end of the file")
+    os.ftruncate(fd, start + cut + 1)
+
+
+def rewrite_without(path: str, removed: set[str], *, durable: bool = True) -> None:
+    """Atomically rewrite the index minus ``removed`` (the directory lock must be held)."""
+    current = read(path)
+    kept = [i for i in current if i not in removed]
+    if len(kept) != len(current):
+        fsio.atomic_write(path, "".join(f"{i}\n" for i in kept).encode("ascii"),
+                          durable=durable, mode=0o600)
+
+
+def create(path: str, *, durable: bool = True) -> None:
+    """Write an empty index atomically."""
+    fsio.atomic_write(path, b"", durable=durable, mode=0o600)

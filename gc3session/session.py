@@ -1,0 +1,357 @@
+"""Sessions: a directory that owns a set of tasks kept in a store.
+
+:class:`Session` follows gc3libs' API and directory layout (see
+:mod:`gc3session.sessiondir`) and fixes what made GC3Pie lose work:
+
+* ``add(task)`` costs one record write and one fsynced index append, O(1)
+  in the size of the session, and the task survives a crash once ``add``
+  returns;
+* index updates are applied as changes under a short directory lock, never
+  by writing an in-memory list over the file, so partial views
+  (``task_ids=...``), stale handles and other processes never lose each
+  other's tasks;
+* a directory whose metadata is missing or unreadable is reported, never
+  re-created over the old data; ``mode="r"`` opens a session that cannot
+  write anything;
+* objects that fail to load are reported with their id and cause; with
+  ``ignore_errors=True`` the rest of the session loads and the failures are
+  listed in :attr:`Session.load_errors`.  Nothing is ever deleted by a load.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import shutil
+import tempfile
+from typing import Any, Iterable, Iterator
+
+from . import index, sessiondir
+from .exceptions import (InvalidArgument, InvalidValue, LoadError, ReadOnlySessionError,
+                         SessionNotFoundError)
+from .persistence.idfactory import Id, is_valid_id
+from .persistence.registry import make_store
+from .persistence.store import Store
+from .persistence.url import StoreUrl
+
+
+class Session:
+    """A persistent collection of tasks, kept in a directory.
+
+    :param path: the session directory; its base name is the session name.
+    :param create: create the session if ``path`` holds none (default True).
+    :param store_or_url: the store for a *new* session: a :class:`Store`, a
+        URL, or None for a filesystem store in ``<path>/jobs``.  An existing
+        session uses the URL in its ``store.url`` (with the password of
+        ``store_or_url`` if it names the same database).
+    :param load: load every task now (default).  False opens the session
+        without unpickling anything: ids and states are available at once and
+        tasks load when first used.  (Unlike GC3Pie, False never discards an
+        existing session.)
+    :param task_ids: load only these tasks; the index on disk keeps all.
+    :param mode: ``"a"`` (read-write, default) or ``"r"`` (read-only: every
+        method that would write raises :class:`ReadOnlySessionError`).
+    :param ignore_errors: load what can be loaded and record the failures in
+        :attr:`load_errors` instead of raising the first one.
+    :param durable: fsync every write (default); False is GC3Pie's durability.
+    :param trusted: False loads only allow-listed classes (untrusted data).
+    :param store_kwargs: passed to :func:`make_store` (e.g. ``table_name``).
+    """
+
+    INDEX_FILENAME = index.INDEX_FILENAME
+    STORE_URL_FILENAME = sessiondir.STORE_URL_FILENAME
+    TIMESTAMP_FILES = sessiondir.TIMESTAMP_FILES
+    DEFAULT_JOBS_DIR = sessiondir.DEFAULT_JOBS_DIR
+
+    def __init__(self, path: "str | os.PathLike[str]", create: bool = True,
+                 store_or_url: "Store | str | StoreUrl | None" = None, load: bool = True,
+                 task_ids: Iterable[str] | None = None, *, mode: str = "a",
+                 ignore_errors: bool = False, durable: bool = True, trusted: bool = True,
+                 **store_kwargs: Any) -> None:
+        if mode not in ("a", "r"):
+            raise InvalidValue(f"mode must be 'a' or 'r', not {mode!r}")
+        self.path = os.path.abspath(os.fspath(path))
+        self.name = os.path.basename(self.path)
+        self.readonly = mode == "r"
+        self.durable = durable
+        self.tasks: dict[str, Any] = {}
+        self.load_errors: dict[str, LoadError] = {}
+        self.created = -1.0
+        self.finished = -1.0
+        self._ids: dict[str, None] = {}
+        self._pending_add: dict[str, None] = {}
+        self._pending_remove: set[str] = set()
+        self._ignore_errors = ignore_errors
+        wanted = None if task_ids is None else [str(i) for i in task_ids]
+        store_kwargs.setdefault("durable", durable)
+        store_kwargs.setdefault("trusted", trusted)
+        if os.path.exists(os.path.join(self.path, self.INDEX_FILENAME)) or _is_nonempty_dir(self.path):
+            self._open(store_or_url, store_kwargs)
+        elif self.readonly or not create:
+            raise SessionNotFoundError(f"no session in {self.path}", path=self.path)
+        else:
+            if wanted:
+                raise InvalidArgument("creating a new session with task_ids makes no sense",
+                                      path=self.path)
+            self._create(store_or_url, store_kwargs)
+        self._ids = dict.fromkeys(wanted if wanted is not None else self._index_ids)
+        if load:
+            self.load_many(list(self._ids), add=False)
+
+    # --- opening and creating -------------------------------------------------
+    def _create(self, store_or_url: "Store | str | StoreUrl | None", store_kwargs: dict[str, Any]) -> None:
+        if isinstance(store_or_url, Store):
+            self.store = store_or_url
+        else:
+            url = store_or_url if store_or_url is not None else os.path.join(self.path, self.DEFAULT_JOBS_DIR)
+            self.store = make_store(url, **store_kwargs)
+        self.store_url = self.store.url
+        sessiondir.create(self.path, self.store_url, durable=self.durable)
+        self.created = sessiondir.read_timestamp(self.path, "start")
+        self._index_ids: list[str] = []
+
+    def _open(self, store_or_url: "Store | str | StoreUrl | None", store_kwargs: dict[str, Any]) -> None:
+        self.store_url = sessiondir.read_store_url(self.path)
+        self._index_ids = sessiondir.read_index(self.path)
+        if isinstance(store_or_url, Store):
+            self.store = store_or_url
+        else:
+            url = self.store_url
+            if store_or_url is not None:
+                given = StoreUrl.parse(store_or_url)
+                if given.without_password() == url.without_password() and given.password:
+                    url = given
+            if self.readonly and url.base_scheme != "file":
+                store_kwargs.setdefault("create", False)
+            self.store = make_store(url, **store_kwargs)
+        self.created = sessiondir.read_timestamp(self.path, "start")
+        self.finished = sessiondir.read_timestamp(self.path, "end")
+
+    # --- the collection ---------------------------------------------------------
+    def add(self, task: Any, flush: bool = True) -> Id:
+        """Add ``task`` to the session, saving it if needed; return its id.
+
+        With ``flush=True`` the task is in the index on disk when this returns
+        (one fsynced append).  Adding a task twice returns the same id.
+        """
+        self._check_writable()
+        pid = getattr(task, "persistent_id", None)
+        if pid is not None and str(pid) in self._ids:
+            return pid
+        if pid is None or getattr(task, "changed", True):
+            pid = self.store.save(task)
+        key = str(pid)
+        self.tasks[key] = task
+        self._ids[key] = None
+        self._pending_remove.discard(key)
+        self._pending_add[key] = None
+        if flush:
+            self.flush()
+        return pid
+
+    def forget(self, task_id: str, flush: bool = True) -> None:
+        """Drop ``task_id`` from the session, keeping its record in the store."""
+        self._check_writable()
+        key = str(task_id)
+        if key not in self._ids and key not in self.tasks:
+            return
+        self._ids.pop(key, None)
+        self.tasks.pop(key, None)
+        if key in self._pending_add:
+            del self._pending_add[key]
+        else:
+            self._pending_remove.add(key)
+        if flush:
+            self.flush()
+
+    def remove(self, task_id: str, flush: bool = True) -> None:
+        """Delete ``task_id`` and its children (recursively) from the store and the session."""
+        self._check_writable()
+        key = str(task_id)
+        doomed = [key]
+        queue = collections.deque([key])
+        while queue:
+            current = queue.popleft()
+            try:
+                obj = self.tasks[current] if current in self.tasks else self.store.load(current)
+            except LoadError:
+                continue  # an unloadable record is still removed; its children cannot be known
+            for child in getattr(obj, "tasks", None) or ():
+                child_id = getattr(child, "persistent_id", None)
+                if child_id is not None and str(child_id) not in doomed:
+                    doomed.append(str(child_id))
+                    queue.append(str(child_id))
+        self.forget(key, flush=flush)
+        self.store.remove_many(doomed)
+
+    def flush(self) -> None:
+        """Write pending index changes (adds appended, removals rewritten)."""
+        self._check_writable()
+        if not self._pending_add and not self._pending_remove:
+            return
+        filename = os.path.join(self.path, self.INDEX_FILENAME)
+        with index.locked_dir(self.path):
+            if self._pending_remove:
+                index.rewrite_without(filename, self._pending_remove, durable=self.durable)
+            if self._pending_add:
+                on_disk = set(index.read(filename)) if self._pending_remove else None
+                new = [i for i in self._pending_add if on_disk is None or i not in on_disk]
+                index.append(filename, new, durable=self.durable)
+        self._pending_add.clear()
+        self._pending_remove.clear()
+
+    def save(self, obj: Any) -> Id:
+        """Save ``obj`` to the store (it is not added to the session)."""
+        self._check_writable()
+        return self.store.save(obj)
+
+    def save_all(self, flush: bool = True) -> None:
+        """Save every loaded top-level task whose ``changed`` flag is set, in one batch."""
+        self._check_writable()
+        changed = [t for t in self.tasks.values() if getattr(t, "changed", True)]
+        if changed:
+            self.store.save_many(changed)
+        if flush:
+            self.flush()
+
+    def load(self, obj_id: str, add: bool = True, flush: bool = True) -> Any:
+        """Load ``obj_id`` from the store; with ``add``, make it part of the session.
+
+        Adding an id that is already in the session writes nothing, so
+        loading never shrinks or rewrites the index.
+        """
+        key = str(obj_id)
+        if key in self.tasks:
+            return self.tasks[key]
+        obj = self.store.load(key)
+        if key in self._ids:
+            self.tasks[key] = obj
+        elif add:
+            self.add(obj, flush=flush)
+        return obj
+
+    def load_many(self, obj_ids: Iterable[str], add: bool = True, flush: bool = True) -> dict[str, Any]:
+        """Load several objects; failures raise, or go to :attr:`load_errors`."""
+        loaded: dict[str, Any] = {}
+        for obj_id in obj_ids:
+            try:
+                loaded[str(obj_id)] = self.load(obj_id, add=add, flush=False)
+            except LoadError as err:
+                if not self._ignore_errors:
+                    raise
+                self.load_errors[str(obj_id)] = err
+        if add and flush and not self.readonly:
+            self.flush()
+        return loaded
+
+    def list_ids(self) -> list[str]:
+        """Ids of the tasks of this session (of ``task_ids`` if given)."""
+        return list(self._ids)
+
+    def list_names(self) -> set[str]:
+        """``jobname`` of every task of this session that has one (loads them)."""
+        return {t.jobname for t in self if getattr(t, "jobname", None) is not None}
+
+    def states(self) -> dict[str, str | None]:
+        """``{id: state}`` of this session's tasks, read from the store without loading them."""
+        states = self.store.states(self._ids)
+        return {i: states.get(i) for i in self._ids}
+
+    def iter_workflow(self) -> Iterator[Any]:
+        """Every task, breadth first: top-level tasks, then their children, and so on."""
+        queue = collections.deque(self)
+        while queue:
+            task = queue.popleft()
+            queue.extend(getattr(task, "tasks", None) or ())
+            yield task
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[Any]:
+        for key in list(self._ids):
+            if key in self.tasks:
+                yield self.tasks[key]
+            elif key not in self.load_errors:
+                try:
+                    yield self.load(key, add=False)
+                except LoadError as err:
+                    if not self._ignore_errors:
+                        raise
+                    self.load_errors[key] = err
+
+    def __contains__(self, task_or_id: Any) -> bool:
+        key = getattr(task_or_id, "persistent_id", task_or_id)
+        return str(key) in self._ids
+
+    # --- timestamps and lifetime ------------------------------------------------
+    def set_start_timestamp(self, time: float | None = None) -> float:
+        """Set the start time (mtime of ``created``); return it."""
+        self._check_writable()
+        self.created = sessiondir.touch_timestamp(self.path, "start", time, durable=self.durable)
+        return self.created
+
+    def set_end_timestamp(self, time: float | None = None) -> float:
+        """Set the end time (mtime of ``finished``); return it."""
+        self._check_writable()
+        self.finished = sessiondir.touch_timestamp(self.path, "end", time, durable=self.durable)
+        return self.finished
+
+    def destroy(self) -> None:
+        """Delete every task of the session from the store, then the session directory."""
+        self._check_writable()
+        for key in [i for i in self._index_or_view() if is_valid_id(i)]:
+            self.remove(key, flush=False)
+        self._pending_add.clear()
+        self._pending_remove.clear()
+        self.store.close()
+        if os.path.isdir(self.path):
+            shutil.rmtree(self.path)
+
+    def _index_or_view(self) -> list[str]:
+        """All ids on disk (destroy must not miss tasks a partial view did not load)."""
+        on_disk = sessiondir.read_index(self.path) if os.path.isdir(self.path) else []
+        return list(dict.fromkeys([*on_disk, *self._ids]))
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise ReadOnlySessionError(f"session {self.path} is open read-only", path=self.path)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.path} ({len(self)} tasks, store {self.store_url})>"
+
+
+class TemporarySession(Session):
+    """A session in a fresh temporary directory, over an existing store.
+
+    Its tasks are ``task_ids``, or every record of the store.  With
+    ``delete=True`` the directory (never the store) is removed at exit.
+    """
+
+    def __init__(self, store_or_url: "Store | str | StoreUrl", task_ids: Iterable[str] | None = None,
+                 delete: bool = True, **kwargs: Any) -> None:
+        path = tempfile.mkdtemp(prefix="gc3session.TemporarySession.", suffix=".d")
+        if delete:
+            atexit.register(shutil.rmtree, path, True)
+        kwargs.setdefault("load", True)
+        load = kwargs.pop("load")
+        super().__init__(path, create=True, store_or_url=store_or_url, load=False, **kwargs)
+        ids = [str(i) for i in (task_ids if task_ids is not None else self.store.list())]
+        self._ids = dict.fromkeys(ids)
+        self._pending_add = dict.fromkeys(ids)
+        self.flush()
+        if load:
+            self.load_many(ids, add=False)
+        self.name = str(self.store.url)
+
+
+def _is_nonempty_dir(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return any(True for _ in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+__all__ = ["Session", "TemporarySession"]

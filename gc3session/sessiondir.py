@@ -1,0 +1,132 @@
+"""The session directory: its metadata files and how a new one is created.
+
+Layout (GC3Pie's, so GC3Pie tools can read our sessions and vice versa)::
+
+    <session>/
+        session_ids.txt   top-level task ids, one per line (gc3session.index)
+        store.url         the store URL, no trailing newline, *no password*
+        created           the command line that created the session; its
+                          mtime is the start time
+        finished          empty; its mtime is the end time (absent until set)
+        jobs/             the default filesystem store, made at the first save
+
+A new session is assembled in a hidden sibling directory and renamed into
+place (over an empty directory if one is there), so a crash during creation
+leaves either nothing or a complete session: never a half-written one that a
+later open would have to guess about.  Directories are created 0700 and
+files 0600: sessions often hold command lines and paths that are nobody
+else's business.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+import tempfile
+
+from . import fsio, index
+from .exceptions import CorruptSessionError, SessionError, StoreWriteError
+from .persistence.url import StoreUrl
+
+STORE_URL_FILENAME = "store.url"
+TIMESTAMP_FILES = {"start": "created", "end": "finished"}
+DEFAULT_JOBS_DIR = "jobs"
+METADATA_FILES = (index.INDEX_FILENAME, STORE_URL_FILENAME, TIMESTAMP_FILES["start"])
+
+
+def create(path: str, url: StoreUrl, *, durable: bool = True) -> None:
+    """Create a complete session directory at ``path`` for the store ``url``.
+
+    :raises CorruptSessionError: if ``path`` exists and is not an empty
+        directory (its content is never touched).
+    """
+    parent = os.path.dirname(path) or "."
+    fsio.make_dirs(parent, durable=durable)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".creating", dir=parent)
+    try:
+        write_store_url(staging, url, durable=durable)
+        index.create(os.path.join(staging, index.INDEX_FILENAME), durable=durable)
+        fsio.atomic_write(os.path.join(staging, TIMESTAMP_FILES["start"]),
+                          (" ".join(sys.argv) + "\n").encode("utf-8", "replace"), durable=durable)
+        os.chmod(staging, 0o700)
+        try:
+            os.rename(staging, path)
+        except OSError as err:
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise CorruptSessionError(
+                    f"cannot create a session in {path}: it exists and is not an empty"
+                    " directory (nothing there was changed)", path=path) from err
+            raise StoreWriteError(f"cannot create session {path}: {err.strerror}",
+                                  path=path, step="rename", errno=err.errno) from err
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if durable:
+        fsio.fsync_dir(parent)
+
+
+def write_store_url(path: str, url: StoreUrl, *, durable: bool = True) -> None:
+    """Write ``store.url`` atomically, without the password."""
+    fsio.atomic_write(os.path.join(path, STORE_URL_FILENAME),
+                      url.without_password().render().encode("utf-8"), durable=durable)
+
+
+def read_store_url(path: str) -> StoreUrl:
+    """Read ``store.url`` (GC3Pie's format: the URL, whitespace stripped).
+
+    :raises CorruptSessionError: naming the file if it is missing, unreadable
+        or not a URL, with how to repair it.
+    """
+    filename = os.path.join(path, STORE_URL_FILENAME)
+    try:
+        with open(filename, "rb") as stream:
+            text = stream.read().decode("utf-8").strip()
+        return StoreUrl.parse(text)
+    except (OSError, UnicodeDecodeError, SessionError, ValueError) as err:
+        raise CorruptSessionError(
+            f"{filename} is missing or unreadable ({err}); the session was not"
+            f" opened and nothing was changed. Restore the file: it holds one store URL,"
+            f" e.g. file://{os.path.join(path, DEFAULT_JOBS_DIR)} for the default store.",
+            path=filename) from err
+
+
+def read_index(path: str) -> list[str]:
+    """Read ``session_ids.txt``, turning a missing/unreadable file into a typed error."""
+    filename = os.path.join(path, index.INDEX_FILENAME)
+    try:
+        return index.read(filename)
+    except OSError as err:
+        raise CorruptSessionError(
+            f"{filename} is missing or unreadable ({err.strerror}); the session was not"
+            " opened and nothing was changed. Restore it from a backup, or rebuild it"
+            " with `gsession fsck --repair` (one task id per line).",
+            path=filename) from err
+
+
+def touch_timestamp(path: str, which: str, when: float | None, *, durable: bool = True) -> float:
+    """Create the ``created``/``finished`` file if missing, set its mtime; return the mtime."""
+    filename = os.path.join(path, TIMESTAMP_FILES[which])
+    if not os.path.exists(filename):
+        fsio.atomic_write(filename, b"", durable=durable)
+    try:
+        os.utime(filename, None if when is None else (when, when))
+    except OSError as err:
+        raise StoreWriteError(f"cannot set the time of {filename}: {err.strerror}",
+                              path=filename, step="utime", errno=err.errno) from err
+    if durable:
+        fd = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return os.stat(filename).st_mtime
+
+
+def read_timestamp(path: str, which: str) -> float:
+    """The mtime of the ``created``/``finished`` file, or -1 when it is absent."""
+    try:
+        return os.stat(os.path.join(path, TIMESTAMP_FILES[which])).st_mtime
+    except FileNotFoundError:
+        return -1.0

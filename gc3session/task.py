@@ -1,0 +1,264 @@
+"""The task model: :class:`Task`, its :class:`Run` record, and task collections.
+
+These are the objects a session holds.  They follow gc3libs' attribute names
+so that ported scripts (and ``extra_fields`` accessors) keep working:
+``task.jobname``, ``task.execution.state``, ``task.execution.returncode``,
+``task.execution.history``, ``collection.tasks``.
+
+``changed`` is the dirty flag the session uses to save only what changed:
+setting any attribute of a task, or of its ``execution`` record, sets it;
+a successful save clears it.  Running tasks is the job of the engine; this
+module is only the data and its persistence.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any, Iterable, Iterator
+
+from .exceptions import InvalidValue
+from .persistence.serialization import Persistable
+
+#: Messages kept in a task's history; older ones are dropped first.
+HISTORY_LIMIT = 1000
+
+
+class State(str, enum.Enum):
+    """The states of a task's execution (gc3libs' ``Run.State``)."""
+
+    NEW = "NEW"
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    STOPPED = "STOPPED"
+    UNKNOWN = "UNKNOWN"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class History:
+    """A bounded list of ``(message, epoch, tags)`` tuples (oldest dropped first).
+
+    ``_messages`` is the attribute name gc3libs tools read.
+    """
+
+    def __init__(self, limit: int = HISTORY_LIMIT) -> None:
+        self.limit = limit
+        self._messages: list[tuple[str, float, tuple[str, ...]]] = []
+
+    def append(self, message: str, *tags: str) -> None:
+        """Record ``message`` now; drop the oldest beyond the limit."""
+        self._messages.append((str(message), time.time(), tags))
+        if len(self._messages) > self.limit:
+            del self._messages[: len(self._messages) - self.limit]
+
+    def last(self) -> str | None:
+        """The newest message, or None."""
+        return self._messages[-1][0] if self._messages else None
+
+    def __iter__(self) -> Iterator[tuple[str, float, tuple[str, ...]]]:
+        return iter(self._messages)
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+
+class Run:
+    """The execution record of a task (``task.execution``).
+
+    ``state`` changes are time-stamped in ``timestamp`` (state name -> epoch)
+    and logged in ``history``; ``returncode`` is gc3libs' combination
+    ``(exitcode << 8) | signal``.  Any change marks the owning task changed.
+    """
+
+    State = State
+
+    def __init__(self, attach: "Task | None" = None) -> None:
+        self._ref = attach
+        self._state = State.NEW.value
+        self._exitcode: int | None = None
+        self._signal: int | None = None
+        self.timestamp: dict[str, float] = {State.NEW.value: time.time()}
+        self.state_last_changed = self.timestamp[State.NEW.value]
+        self.history = History()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        ref = self.__dict__.get("_ref")
+        if ref is not None and name != "_ref":
+            ref.changed = True
+
+    @property
+    def state(self) -> State:
+        """The current state, a :class:`Run.State` member (equal to its name)."""
+        return State(self._state)
+
+    @state.setter
+    def state(self, value: "str | State") -> None:
+        try:
+            new = State(str(value))
+        except ValueError as err:
+            raise InvalidValue(f"unknown task state {value!r}; one of "
+                               f"{', '.join(s.value for s in State)}") from err
+        if new.value == self._state:
+            return
+        now = time.time()
+        message = f"Transition from state {self._state} to state {new.value}"
+        if new is State.TERMINATED and self.returncode is not None:
+            message += f" (returncode: {self.returncode})"
+        self.timestamp[new.value] = now
+        self.state_last_changed = now
+        self._state = new.value
+        self.history.append(message)
+
+    @property
+    def exitcode(self) -> int | None:
+        """The exit status of the command (None until it terminated normally)."""
+        return self._exitcode
+
+    @exitcode.setter
+    def exitcode(self, value: int | None) -> None:
+        self._exitcode = None if value is None else int(value)
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that killed the command, 0 if none (None until known)."""
+        return self._signal
+
+    @signal.setter
+    def signal(self, value: int | None) -> None:
+        self._signal = None if value is None else int(value)
+
+    @property
+    def returncode(self) -> int | None:
+        """``(exitcode << 8) | signal``, or None when neither is known."""
+        if self._exitcode is None and self._signal is None:
+            return None
+        return ((self._exitcode or 0) << 8) | (self._signal or 0)
+
+    @returncode.setter
+    def returncode(self, value: "int | tuple[int, int] | None") -> None:
+        if value is None:
+            self._exitcode = self._signal = None
+        elif isinstance(value, tuple):
+            self._signal, self._exitcode = int(value[0]), int(value[1])
+        else:
+            self._exitcode, self._signal = (int(value) >> 8) & 0xFF, int(value) & 0x7F
+
+    @property
+    def info(self) -> str | None:
+        """The newest history message; assigning appends a message."""
+        return self.history.last()
+
+    @info.setter
+    def info(self, message: str) -> None:
+        self.history.append(message)
+
+    def in_state(self, *names: str) -> bool:
+        """True if in one of ``names``; ``ok``/``failed`` mean TERMINATED with rc 0 / not 0."""
+        for name in names:
+            if name == "ok" and self._state == State.TERMINATED.value and self.returncode == 0:
+                return True
+            if name == "failed" and self._state == State.TERMINATED.value and self.returncode != 0:
+                return True
+            if name == self._state:
+                return True
+        return False
+
+
+class Task(Persistable):
+    """A unit of work kept in a session.
+
+    Keyword arguments become attributes (as in gc3libs), e.g.
+    ``Task(jobname="align-42", sample="S42")``.
+
+    >>> t = Task(jobname="demo", size=3)
+    >>> t.jobname, t.size, t.execution.state
+    ('demo', 3, <State.NEW: 'NEW'>)
+    >>> t.changed = False; t.size = 4; t.changed
+    True
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        persistent_id = kwargs.pop("persistent_id", None)
+        super().__init__()
+        if persistent_id is not None:
+            self.persistent_id = persistent_id
+        self.jobname: str | None = kwargs.pop("jobname", None)
+        self.execution = Run(attach=self)
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        self.changed = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "changed":
+            object.__setattr__(self, "changed", True)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.__dict__
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["changed"] = False
+        return state
+
+    def __repr__(self) -> str:
+        pid = getattr(self, "persistent_id", None)
+        return f"<{type(self).__name__} {pid or hex(id(self))} {self.jobname or ''}>".replace(" >", ">")
+
+
+class TaskCollection(Task):
+    """A task made of child tasks (``.tasks``); each child is its own record.
+
+    ``changed`` is true if the collection or any child (recursively) changed,
+    so saving the collection also saves the changed children.
+    """
+
+    def __init__(self, tasks: Iterable[Task] | None = None, **kwargs: Any) -> None:
+        self._changed = True
+        super().__init__(**kwargs)
+        self.tasks: list[Task] = list(tasks or [])
+
+    @property  # type: ignore[override]
+    def changed(self) -> bool:
+        """True if this collection or one of its children has unsaved changes."""
+        return self._changed or any(getattr(child, "changed", False) for child in self.tasks)
+
+    @changed.setter
+    def changed(self, value: bool) -> None:
+        object.__setattr__(self, "_changed", bool(value))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name not in ("changed", "_changed"):
+            object.__setattr__(self, "_changed", True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_changed"] = False
+        return state
+
+    def add(self, task: Task) -> None:
+        """Append a child task."""
+        self.tasks.append(task)
+        self._changed = True
+
+
+class ParallelTaskCollection(TaskCollection):
+    """Children that may all run at the same time."""
+
+
+class SequentialTaskCollection(TaskCollection):
+    """Children that run one after the other; ``_current_task`` is the index of the running one."""
+
+    def __init__(self, tasks: Iterable[Task] | None = None, **kwargs: Any) -> None:
+        super().__init__(tasks, **kwargs)
+        self._current_task = 0
+
+
+__all__ = ["History", "State", "ParallelTaskCollection", "Run", "SequentialTaskCollection",
+           "Task", "TaskCollection"]
