@@ -117,16 +117,18 @@ def relocate(old: str, new: str) -> None:
     >>> relocate("oldpkg.tasks:MyTask", "newpkg.tasks:MyTask")
     >>> _resolve_path("oldpkg.tasks:MyTask")
     'newpkg.tasks:MyTask'
-    >>> del _relocations["oldpkg.tasks:MyTask"]
+    >>> del _relocations["oldpkg.tasks:MyTask"]; _class_cache.clear()
     """
     if (":" in old) != (":" in new):
         raise ValueError("relocate() needs two class paths or two module names")
     _relocations[old] = new
+    _class_cache.clear()
 
 
 def allow(path: str) -> None:
     """Put a ``module:qualname`` class on the allow-list of untrusted loads."""
     _allowed_classes.add(path)
+    _class_cache.clear()
 
 
 def _resolve_path(path: str) -> str:
@@ -151,9 +153,25 @@ def _is_allowed(path: str) -> bool:
 def find_class(path: str, *, trusted: bool = True) -> Any:
     """Import the class named by ``path`` (after relocation).
 
+    Successful look-ups are cached (every record of a session names the same
+    few classes); :func:`relocate` and :func:`allow` clear the cache.
+
     :raises UnsafeRecordError: if not trusted and not allow-listed.
     :raises ClassNotFoundError: if it cannot be imported.
     """
+    try:
+        return _class_cache[path, trusted]
+    except KeyError:
+        pass
+    found = _find_class(path, trusted)
+    _class_cache[path, trusted] = found
+    return found
+
+
+_class_cache: dict[tuple[str, bool], Any] = {}
+
+
+def _find_class(path: str, trusted: bool) -> Any:
     path = _resolve_path(path)
     if not trusted and not _is_allowed(path):
         raise UnsafeRecordError(f"class {path} is not allowed in an untrusted load",
@@ -340,15 +358,16 @@ class Decoder:
 
     def decode(self, pid: str, data: bytes) -> Any:
         """Decode the record bytes ``data`` of id ``pid``."""
-        where = self._location(pid)
         try:
             header = parse_header(data)
         except ValueError as err:
+            where = self._location(pid)
             raise CorruptRecordError(f"cannot load {pid} from {where}: {err}",
                                      id=pid, location=where, cause=str(err)) from err
         try:
             cls = find_class(header.cls, trusted=self._trusted)
         except (ClassNotFoundError, UnsafeRecordError) as err:
+            where = self._location(pid)
             raise type(err)(f"cannot load {pid} from {where}: {err}", id=pid,
                             location=where, cls=header.cls, cause=str(err)) from err
         stream = io.BytesIO(data)
@@ -362,12 +381,14 @@ class Decoder:
             _apply_state(obj, state, listitems, dictitems)
         except (UnsafeRecordError, ClassNotFoundError) as err:
             self.memo.pop(pid, None)
+            where = self._location(pid)
             raise type(err)(f"cannot load {pid} from {where}: {err}", id=pid,
                             location=where, cause=str(err)) from err
         except _LOAD_ERRORS as err:
             self.memo.pop(pid, None)
             if isinstance(err, CorruptRecordError) or getattr(err, "id", pid) != pid:
                 raise  # a child's own error already names the child
+            where = self._location(pid)
             raise CorruptRecordError(f"cannot load {pid} from {where}: {type(err).__name__}: {err}",
                                      id=pid, location=where, cause=str(err)) from err
         if getattr(obj, "persistent_id", None) != pid:

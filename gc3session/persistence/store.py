@@ -111,8 +111,9 @@ class Store(abc.ABC):
     def save_many(self, objs: Iterable[Any]) -> list[Id]:
         """Save several objects as one unit (one transaction or one batch)."""
         objs = list(objs)
-        if objs:
-            self.idfactory.reserve(sum(1 for o in objs if getattr(o, "persistent_id", None) is None) or 1)
+        new = sum(1 for o in objs if getattr(o, "persistent_id", None) is None)
+        if new:
+            self.idfactory.reserve(new)
         records: list[Record] = []
         batch_ids: set[str] = set()
         for obj in objs:
