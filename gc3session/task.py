@@ -14,6 +14,8 @@ module is only the data and its persistence.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import time
 from typing import Any, Iterable, Iterator
 
@@ -173,7 +175,9 @@ class Task(Persistable):
     """A unit of work kept in a session.
 
     Keyword arguments become attributes (as in gc3libs), e.g.
-    ``Task(jobname="align-42", sample="S42")``.
+    ``Task(jobname="align-42", sample="S42")``, and are kept together in
+    ``definition`` (see :attr:`checksum`).  ``jobname`` defaults to an ``id``
+    keyword argument when one is given.
 
     >>> t = Task(jobname="demo", size=3)
     >>> t.jobname, t.size, t.execution.state
@@ -187,11 +191,35 @@ class Task(Persistable):
         super().__init__()
         if persistent_id is not None:
             self.persistent_id = persistent_id
-        self.jobname: str | None = kwargs.pop("jobname", None)
+        self.definition: dict[str, Any] = dict(kwargs)
+        self.jobname: str | None = kwargs.pop("jobname", kwargs.get("id"))
         self.execution = Run(attach=self)
         for key, value in kwargs.items():
             setattr(self, key, value)
         self.changed = True
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 (lowercase hex) of the canonical JSON of the constructor's keyword arguments.
+
+        Equal definitions give equal checksums and any change of a value
+        changes it; it is how a resumed session tells whether a job it saved
+        is still the job the application defines now.  Canonical JSON means
+        sorted keys, ``","``/``":"`` separators and ASCII escapes, which is
+        also how PlainBox fingerprints its job units, so a task built with a
+        unit's fields (``Task(id=..., plugin=..., command=...)``) has that
+        unit's checksum.
+
+        >>> Task(id="used", plugin="shell", command="echo 'hello world'").checksum
+        '8c393c19fdfde1b6afc5b79d0a1617ecf7531cd832a16450dc2f3f50d329d373'
+
+        :raises InvalidValue: if a definition value is not JSON-serializable.
+        """
+        try:
+            text = json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError) as err:
+            raise InvalidValue(f"the definition of task {self} is not JSON-serializable: {err}") from err
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
