@@ -16,6 +16,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import os
+import shlex
 import time
 from typing import Any, Iterable, Iterator
 
@@ -226,6 +228,11 @@ class Task(Persistable):
         if name != "changed":
             object.__setattr__(self, "changed", True)
 
+    def redo(self) -> None:
+        """Put the task back to NEW so that it runs again."""
+        self.execution.returncode = None
+        self.execution.state = State.NEW
+
     def __contains__(self, name: str) -> bool:
         return name in self.__dict__
 
@@ -287,6 +294,74 @@ class SequentialTaskCollection(TaskCollection):
         super().__init__(tasks, **kwargs)
         self._current_task = 0
 
+    def next(self, done: int) -> State:
+        """Decide what follows the child at index ``done`` (gc3libs hook).
 
-__all__ = ["History", "State", "ParallelTaskCollection", "Run", "SequentialTaskCollection",
-           "Task", "TaskCollection"]
+        Return ``Run.State.RUNNING`` to go on with the next child, or
+        ``Run.State.TERMINATED`` to end the sequence here (the default does
+        so after the last child).  Overrides may also append children.
+        """
+        return State.TERMINATED if done >= len(self.tasks) - 1 else State.RUNNING
+
+
+
+
+class Application(Task):
+    """A task that runs one command.
+
+    :param arguments: the command and its arguments (a list, or a string
+        split like a shell would).
+    :param inputs: files to stage into the run's working directory: a list of
+        paths (each keeps its base name) or a mapping ``{path: name}``.
+    :param outputs: files to collect from the working directory into
+        ``output_dir`` when the command ends: names, or ``{name: dest_name}``.
+    :param output_dir: where outputs, ``stdout`` and ``stderr`` end up
+        (default: ``./<jobname>``, made absolute now).
+    :param stdout: file name (in ``output_dir``) for the standard output;
+        None discards it.  Equal to ``stderr`` merges both streams.
+    :param stderr: likewise for the standard error.
+    :param environment: variables added to the command's environment.
+    :param requested_walltime: seconds after which the command is killed.
+    :param requested_memory: bytes of address space allowed (``RLIMIT_AS``).
+
+    Override :meth:`terminated` to inspect results and set the outcome (for
+    example ``self.execution.returncode = 1`` when an output is wrong).
+    """
+
+    def __init__(self, arguments: "str | Iterable[str]", inputs: "Iterable[str] | dict[str, str]" = (),
+                 outputs: "Iterable[str] | dict[str, str]" = (), output_dir: str | None = None,
+                 stdout: str | None = "stdout.txt", stderr: str | None = "stderr.txt",
+                 environment: dict[str, str] | None = None, jobname: str | None = None,
+                 requested_cores: int = 1, requested_memory: int | None = None,
+                 requested_walltime: float | None = None, **extra: Any) -> None:
+        argv = shlex.split(arguments) if isinstance(arguments, str) else [str(a) for a in arguments]
+        if not argv:
+            raise InvalidValue("an Application needs a command to run")
+        jobname = jobname or os.path.basename(argv[0])
+        input_map = dict(inputs) if isinstance(inputs, dict) else {p: os.path.basename(p) for p in inputs}
+        output_map = dict(outputs) if isinstance(outputs, dict) else {n: n for n in outputs}
+        for name in [*input_map.values(), *output_map, *output_map.values(), stdout, stderr]:
+            if name is not None and not _is_plain_relative(name):
+                raise InvalidValue(f"file name {name!r} of task {jobname!r} must be relative"
+                                   " and stay inside its directory")
+        super().__init__(
+            jobname=jobname, arguments=argv,
+            inputs={os.path.abspath(k): v for k, v in input_map.items()},
+            outputs=output_map,
+            output_dir=os.path.abspath(output_dir or jobname),
+            stdout=stdout, stderr=stderr, environment=dict(environment or {}),
+            requested_cores=int(requested_cores), requested_memory=requested_memory,
+            requested_walltime=requested_walltime, **extra)
+
+    def terminated(self) -> None:
+        """Called once the command ended and outputs were collected; override to judge results."""
+
+
+def _is_plain_relative(name: str) -> bool:
+    """A file name that stays inside the directory it is joined to."""
+    return (isinstance(name, str) and bool(name) and "\x00" not in name
+            and not os.path.isabs(name) and ".." not in name.split("/"))
+
+
+__all__ = ["Application", "History", "ParallelTaskCollection", "Run", "SequentialTaskCollection",
+           "State", "Task", "TaskCollection"]
