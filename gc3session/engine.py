@@ -318,11 +318,13 @@ def _stage_in(task: Application, workdir: str) -> None:
 
 def _collect_outputs(task: Application, workdir: str) -> list[str]:
     """Move declared outputs and the std streams into ``output_dir``; return missing names."""
-    os.makedirs(task.output_dir, exist_ok=True)
-    missing = []
+    missing: list[str] = []
     wanted = dict(task.outputs)
     for stream in {task.stdout, task.stderr} - {None}:
         wanted.setdefault(stream, stream)
+    if not wanted:
+        return missing
+    os.makedirs(task.output_dir, exist_ok=True)
     for name, dest in wanted.items():
         source = os.path.join(workdir, name)
         target = os.path.join(task.output_dir, dest)

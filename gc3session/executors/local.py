@@ -41,8 +41,10 @@ class LocalExecutor(Executor):
 
     def submit(self, task: Any, workdir: str) -> dict[str, Any]:
         """Start the command of ``task`` in ``workdir``."""
-        env = dict(os.environ)
-        env.update({str(k): str(v) for k, v in (task.environment or {}).items()})
+        env = None
+        if task.environment:
+            env = dict(os.environ)
+            env.update({str(k): str(v) for k, v in task.environment.items()})
         stdout = _open_stream(workdir, task.stdout)
         stderr = subprocess.STDOUT if task.stderr is not None and task.stderr == task.stdout \
             else _open_stream(workdir, task.stderr)

@@ -286,7 +286,12 @@ class _RefPickler(pickle.Pickler):
         self._child_ref = child_ref
 
     def persistent_id(self, obj: Any) -> Any:  # noqa: D401 - pickle hook
+        if type(obj) in _PLAIN_TYPES:  # the bulk of any state: skip the bookkeeping
+            return None
         return self._child_ref(obj)
+
+
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), bytes, tuple, list, dict, set})
 
 
 # --- decoding ----------------------------------------------------------------
