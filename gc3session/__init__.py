@@ -20,12 +20,14 @@ from .session import TemporarySession as TemporarySession
 from .task import ParallelTaskCollection as ParallelTaskCollection
 from .task import Run as Run
 from .task import SequentialTaskCollection as SequentialTaskCollection
+from .task import Application as Application
 from .task import Task as Task
 from .task import TaskCollection as TaskCollection
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Application",
     "Id",
     "ParallelTaskCollection",
     "Persistable",

@@ -1,0 +1,69 @@
+"""One driver at a time per session: an exclusive lock that dies with its holder.
+
+The lock is an ``flock`` on ``<session>/driver.lock``.  The kernel releases
+it when the process ends, however it ends, so a crashed driver never leaves
+a lock that needs removing by hand; the file itself stays, holding the last
+owner's note (``pid N on HOST since TIME``) so that a second driver can say
+who is in the way.  Short index updates use a different lock (the session
+directory's own ``flock``, see :mod:`gc3session.index`), so readers and
+``gsession`` commands are never blocked by a running driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from typing import Iterator
+
+from .exceptions import SessionError
+
+LOCK_FILENAME = "driver.lock"
+
+
+class SessionBusyError(SessionError, BlockingIOError):
+    """Another process is driving this session; the message names it."""
+
+
+@contextlib.contextmanager
+def driver_lock(session_path: str) -> Iterator[None]:
+    """Hold the session's driver lock for the duration of the block.
+
+    :raises SessionBusyError: at once (no waiting) if another process holds it,
+        with "session in use by pid N on HOST since TIME".
+    """
+    path = os.path.join(session_path, LOCK_FILENAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            owner = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            raise SessionBusyError(f"session {session_path} in use by {owner}",
+                                   path=path, owner=owner) from err
+        note = (f"pid {os.getpid()} on {socket.gethostname()} since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n").encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note, 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def lock_owner(session_path: str) -> str | None:
+    """The note of the process driving the session now, or None if nobody does."""
+    path = os.path.join(session_path, LOCK_FILENAME)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+        return None
+    finally:
+        os.close(fd)
