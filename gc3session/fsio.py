@@ -1,7 +1,8 @@
-"""Durable file-system primitives: the only place that renames, fsyncs or appends.
+"""Durable file-system primitives: the only place that writes, renames or fsyncs.
 
-Every metadata or record write of gc3session goes through this module so that
-the crash-safety argument has to be made once:
+Every metadata or record write of gc3session goes through this module, so
+the crash-safety argument is made once, and tests can inject faults at every
+step (:func:`inject_faults`):
 
 * :func:`atomic_write` -- write a temporary file in the target's directory
   (exclusive create, so two writers never share one), loop until every byte is
@@ -10,10 +11,10 @@ the crash-safety argument has to be made once:
   leaves either the old or the new content; a failure unlinks the temporary
   file and raises :class:`~gc3session.exceptions.StoreWriteError` naming the
   path and the step.
-* :func:`append_line` -- append one line with a single ``write`` on an
-  ``O_APPEND`` descriptor and ``fdatasync`` it.  Readers may see the line or
-  not, never half of it *after* the call returned; a torn tail left by a crash
-  *during* the call is detected by the reader (no trailing newline).
+* :func:`append` -- append bytes with one ``write`` on an ``O_APPEND``
+  descriptor and ``fdatasync`` them: O(1) in the size of the file.  With
+  ``repair_tail=True`` a final line left without its newline by a crash is
+  cut off first, so the new line never glues onto a torn one.
 
 ``durable=False`` skips every ``fsync`` (kill -9 safe, not power-cut safe); it
 is the explicit "GC3Pie durability" option, never the default.
@@ -24,15 +25,47 @@ can ignore them and ``fsck`` can find leftovers of a killed writer.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import errno
 import os
 import secrets
-from typing import Callable
+from typing import Callable, Iterator
 
 from .exceptions import StoreWriteError
 
 TMP_SUFFIX = ".tmp"
+_TAIL = 4096
+
+#: Steps at which :func:`inject_faults` hooks are called.
+STEPS = ("create", "write", "fsync", "rename", "fsync-dir", "unlink", "mkdir", "truncate")
+
+FaultHook = Callable[[str, str], None]
+_fault_hook: FaultHook | None = None
+
+
+@contextlib.contextmanager
+def inject_faults(hook: FaultHook) -> Iterator[None]:
+    """Call ``hook(step, path)`` before every step of every write (tests only).
+
+    The hook may raise an ``OSError`` (ENOSPC, EIO, EACCES...) to simulate a
+    failing disk, or kill the process to simulate a crash at that step.
+    """
+    global _fault_hook
+    previous, _fault_hook = _fault_hook, hook
+    try:
+        yield
+    finally:
+        _fault_hook = previous
+
+
+def _step(step: str, path: str) -> None:
+    if _fault_hook is not None:
+        _fault_hook(step, path)
+
+
+def _fail(step: str, path: str, err: OSError) -> StoreWriteError:
+    return StoreWriteError(f"cannot {step} {path!r}: {err.strerror or err}",
+                           path=path, step=step, errno=err.errno)
 
 
 def tmp_name(target_name: str) -> str:
@@ -41,18 +74,13 @@ def tmp_name(target_name: str) -> str:
 
 
 def is_tmp_name(name: str) -> bool:
-    """Tell whether a directory entry is a temporary file of :func:`atomic_write`."""
+    """Tell whether a directory entry is a temporary file of this module."""
     return name.startswith(".") and name.endswith(TMP_SUFFIX)
 
 
-def _fail(step: str, path: str, err: OSError) -> StoreWriteError:
-    return StoreWriteError(
-        f"cannot {step} {path!r}: {err.strerror or err}",
-        path=path, step=step, errno=err.errno)
-
-
-def write_all(fd: int, data: bytes | memoryview) -> None:
+def write_all(fd: int, data: bytes | memoryview, path: str = "") -> None:
     """Write every byte of ``data`` to ``fd``, looping over short writes."""
+    _step("write", path)
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -62,10 +90,11 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 def fsync_dir(path: str) -> None:
     """``fsync`` a directory so that entries created or renamed in it are durable."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
         raise _fail("open directory", path, err) from err
     try:
+        _step("fsync-dir", path)
         os.fsync(fd)
     except OSError as err:
         raise _fail("fsync-dir", path, err) from err
@@ -82,14 +111,16 @@ def write_tmp(directory: str, target_name: str, data: bytes, *,
     """
     path = os.path.join(directory, tmp_name(target_name))
     try:
+        _step("create", path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     except OSError as err:
         raise _fail("create", path, err) from err
     step = "write"
     try:
-        write_all(fd, data)
+        write_all(fd, data, path)
         if durable:
             step = "fsync"
+            _step(step, path)
             os.fsync(fd)
     except OSError as err:
         os.close(fd)
@@ -102,6 +133,7 @@ def write_tmp(directory: str, target_name: str, data: bytes, *,
 def commit_tmp(tmp_path: str, target: str) -> None:
     """Rename a temporary file over its target (atomic on POSIX)."""
     try:
+        _step("rename", target)
         os.replace(tmp_path, target)
     except OSError as err:
         discard(tmp_path)
@@ -116,8 +148,22 @@ def discard(path: str) -> None:
         pass
 
 
-def atomic_write(path: str, data: bytes, *, durable: bool = True,
-                 mode: int = 0o600) -> None:
+def unlink(path: str) -> bool:
+    """Remove a file; False if it was not there.
+
+    :raises StoreWriteError: for any other failure.
+    """
+    try:
+        _step("unlink", path)
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise _fail("unlink", path, err) from err
+    return True
+
+
+def atomic_write(path: str, data: bytes, *, durable: bool = True, mode: int = 0o600) -> None:
     """Replace the file at ``path`` with ``data``, atomically and durably.
 
     Cost: one file fsync and one directory fsync when ``durable``.
@@ -132,23 +178,29 @@ def atomic_write(path: str, data: bytes, *, durable: bool = True,
         fsync_dir(directory)
 
 
-def append_line(path: str, line: bytes, *, durable: bool = True,
-                mode: int = 0o600) -> None:
-    """Append one ``\\n``-terminated line to ``path`` with a single write.
+def append(path: str, data: bytes, *, durable: bool = True, repair_tail: bool = False,
+           create: bool = True, mode: int = 0o600) -> None:
+    """Append ``data`` to ``path`` with one write, then ``fdatasync`` it.
 
-    Cost: one ``fdatasync`` when ``durable`` (O(1) in the size of the file).
+    :param repair_tail: first cut a final line that lacks its newline (the
+        remains of an append interrupted by a crash).
+    :param create: create the file if missing (else a missing file is an error).
     """
-    if not line.endswith(b"\n"):
-        raise ValueError("append_line needs a newline-terminated line")
+    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT if create else 0)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags, mode)
     except OSError as err:
         raise _fail("open", path, err) from err
     step = "write"
     try:
-        write_all(fd, line)
+        if repair_tail:
+            step = "truncate"
+            _cut_torn_tail(fd, path)
+            step = "write"
+        write_all(fd, data, path)
         if durable:
             step = "fsync"
+            _step(step, path)
             os.fdatasync(fd)
     except OSError as err:
         raise _fail(step, path, err) from err
@@ -156,10 +208,24 @@ def append_line(path: str, line: bytes, *, durable: bool = True,
         os.close(fd)
 
 
+def _cut_torn_tail(fd: int, path: str) -> None:
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return
+    start = max(0, size - _TAIL)
+    tail = os.pread(fd, size - start, start)
+    if tail.endswith(b"\n"):
+        return
+    cut = tail.rfind(b"\n")
+    if cut < 0 and start > 0:
+        raise OSError(0, f"last line of {path} is longer than {_TAIL} bytes")
+    _step("truncate", path)
+    os.ftruncate(fd, start + cut + 1)
+
+
 def _load_syncfs() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.syncfs  # type: ignore[no-any-return]
+        return ctypes.CDLL(None, use_errno=True).syncfs  # type: ignore[no-any-return]
     except (OSError, AttributeError):
         return None
 
@@ -178,9 +244,12 @@ def sync_filesystem(path: str) -> bool:
         return False
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
+        _step("fsync", path)
         if _syncfs(fd) != 0:
             err = ctypes.get_errno()
-            raise _fail("syncfs", path, OSError(err, os.strerror(err)))
+            raise OSError(err, os.strerror(err))
+    except OSError as err:
+        raise _fail("fsync", path, err) from err
     finally:
         os.close(fd)
     return True
@@ -193,6 +262,7 @@ def fsync_file(path: str) -> None:
     except OSError as err:
         raise _fail("open", path, err) from err
     try:
+        _step("fsync", path)
         os.fsync(fd)
     except OSError as err:
         raise _fail("fsync", path, err) from err
@@ -211,15 +281,40 @@ def make_dirs(path: str, *, mode: int = 0o700, durable: bool = True) -> bool:
     if parent and not os.path.isdir(parent):
         make_dirs(parent, mode=mode, durable=durable)
     try:
+        _step("mkdir", path)
         os.mkdir(path, mode)
     except FileExistsError:
         if os.path.isdir(path):
             return False
         raise
     except OSError as err:
-        raise _fail("create directory", path, err) from err
+        raise _fail("mkdir", path, err) from err
     if durable:
         fsync_dir(parent)
+    return True
+
+
+def set_mtime(path: str, when: float | None, *, durable: bool = True) -> float:
+    """Set the modification time of ``path`` (now if ``when`` is None); return it."""
+    try:
+        _step("write", path)
+        os.utime(path, None if when is None else (when, when))
+        if durable:
+            fsync_file(path)
+        return os.stat(path).st_mtime
+    except OSError as err:
+        raise _fail("utime", path, err) from err
+
+
+def create_private(path: str) -> bool:
+    """Create an empty file with mode 0600 if it does not exist; True if created."""
+    try:
+        _step("create", path)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        return False
+    except OSError as err:
+        raise _fail("create", path, err) from err
     return True
 
 
@@ -228,7 +323,7 @@ def read_bytes(path: str, on_missing: Callable[[], bytes] | None = None) -> byte
     try:
         with open(path, "rb") as stream:
             return stream.read()
-    except OSError as err:
-        if on_missing is not None and err.errno == errno.ENOENT:
+    except FileNotFoundError:
+        if on_missing is not None:
             return on_missing()
         raise

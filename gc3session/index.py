@@ -32,7 +32,6 @@ from .exceptions import CorruptIndexError, StoreWriteError
 from .persistence.idfactory import is_valid_id
 
 INDEX_FILENAME = "session_ids.txt"
-_TAIL = 4096
 
 
 @contextlib.contextmanager
@@ -96,40 +95,8 @@ def read(path: str) -> list[str]:
 def append(path: str, ids: Iterable[str], *, durable: bool = True) -> None:
     """Append ``ids`` to the index (the session directory lock must be held)."""
     data = "".join(f"{i}\n" for i in ids).encode("ascii")
-    if not data:
-        return
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
-    except OSError as err:
-        raise StoreWriteError(f"cannot open {path!r}: {err.strerror}", path=path,
-                              step="open", errno=err.errno) from err
-    step = "write"
-    try:
-        _cut_torn_tail(fd)
-        fsio.write_all(fd, data)
-        if durable:
-            step = "fsync"
-            os.fdatasync(fd)
-    except OSError as err:
-        raise StoreWriteError(f"cannot {step} {path!r}: {err.strerror}", path=path,
-                              step=step, errno=err.errno) from err
-    finally:
-        os.close(fd)
-
-
-def _cut_torn_tail(fd: int) -> None:
-    """Truncate a final line that has no newline (left by a crash mid-append)."""
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return
-    start = max(0, size - _TAIL)
-    tail = os.pread(fd, size - start, start)
-    if tail.endswith(b"\n"):
-        return
-    cut = tail.rfind(b"\n")
-    if cut < 0 and start > 0:
-        raise OSError(f"index line longer than {_TAIL} bytes at the end of the file")
-    os.ftruncate(fd, start + cut + 1)
+    if data:
+        fsio.append(path, data, durable=durable, repair_tail=True, create=False)
 
 
 def rewrite_without(path: str, removed: set[str], *, durable: bool = True) -> None:

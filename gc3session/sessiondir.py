@@ -110,18 +110,7 @@ def touch_timestamp(path: str, which: str, when: float | None, *, durable: bool 
     filename = os.path.join(path, TIMESTAMP_FILES[which])
     if not os.path.exists(filename):
         fsio.atomic_write(filename, b"", durable=durable)
-    try:
-        os.utime(filename, None if when is None else (when, when))
-    except OSError as err:
-        raise StoreWriteError(f"cannot set the time of {filename}: {err.strerror}",
-                              path=filename, step="utime", errno=err.errno) from err
-    if durable:
-        fd = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return os.stat(filename).st_mtime
+    return fsio.set_mtime(filename, when, durable=durable)
 
 
 def read_timestamp(path: str, which: str) -> float:

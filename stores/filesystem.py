@@ -193,14 +193,8 @@ class FilesystemStore(Store):
         with self._locked():
             for pid in pids:
                 path = self.location(pid)
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    continue
-                except OSError as err:
-                    raise StoreWriteError(f"cannot remove record {pid} ({path}): {err.strerror}",
-                                          id=pid, path=path, step="unlink", errno=err.errno) from err
-                shards.add(os.path.dirname(path))
+                if fsio.unlink(path):
+                    shards.add(os.path.dirname(path))
             self._append_states(b"".join(b"%s %s\n" % (p.encode(), _REMOVED.encode()) for p in pids))
         if self.durable:
             for shard in sorted(shards):
@@ -254,15 +248,8 @@ class FilesystemStore(Store):
         if not lines:
             return
         path = os.path.join(self.directory, STATES_FILE)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fsio.write_all(fd, lines)
-            size = os.fstat(fd).st_size
-        except OSError as err:
-            raise StoreWriteError(f"cannot append to {path!r}: {err.strerror}",
-                                  path=path, step="write", errno=err.errno) from err
-        finally:
-            os.close(fd)
+        fsio.append(path, lines, durable=False)
+        size = os.stat(path).st_size
         if self._compact_at < 0:
             self._compact_at = 2 * size + _COMPACT_MIN_BYTES
         elif size > self._compact_at:

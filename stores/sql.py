@@ -162,6 +162,7 @@ class SqlStore(Store):
         if self.is_sqlite:
             if self.url.path:
                 fsio.make_dirs(os.path.dirname(self.url.path), durable=self.durable)
+                fsio.create_private(self.url.path)  # SQLite gives -wal/-shm the same mode
             engine = sa.create_engine(self._sqlalchemy_url(), connect_args={"timeout": 30})
             synchronous = "FULL" if self.durable else "OFF"
 
