@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import secrets
 from typing import Callable, Iterator
@@ -186,7 +187,7 @@ def append(path: str, data: bytes, *, durable: bool = True, repair_tail: bool = 
         remains of an append interrupted by a crash).
     :param create: create the file if missing (else a missing file is an error).
     """
-    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
     try:
         fd = os.open(path, flags, mode)
     except OSError as err:
@@ -298,6 +299,8 @@ def set_mtime(path: str, when: float | None, *, durable: bool = True) -> float:
     """Set the modification time of ``path`` (now if ``when`` is None); return it."""
     try:
         _step("write", path)
+        if os.path.islink(path):
+            raise OSError(errno.ELOOP, "refusing to follow a symlink", path)
         os.utime(path, None if when is None else (when, when))
         if durable:
             fsync_file(path)
@@ -319,11 +322,22 @@ def create_private(path: str) -> bool:
 
 
 def read_bytes(path: str, on_missing: Callable[[], bytes] | None = None) -> bytes:
-    """Read a whole file; ``on_missing`` supplies the result for ENOENT if given."""
+    """Read a whole file, never through a symlink (ELOOP), looping over short reads.
+
+    ``on_missing`` supplies the result for ENOENT if given.  Refusing
+    symlinks keeps a link planted in a session or store directory from
+    making gc3session read a file outside it.
+    """
     try:
-        with open(path, "rb") as stream:
-            return stream.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         if on_missing is not None:
             return on_missing()
         raise
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

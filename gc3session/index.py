@@ -88,8 +88,7 @@ def parse(data: bytes, path: str) -> list[str]:
 
 def read(path: str) -> list[str]:
     """Read and parse the index file at ``path`` (errors propagate as OSError)."""
-    with open(path, "rb") as stream:
-        return parse(stream.read(), path)
+    return parse(fsio.read_bytes(path), path)
 
 
 def append(path: str, ids: Iterable[str], *, durable: bool = True) -> None:

@@ -28,8 +28,8 @@ import tempfile
 from typing import Any, Iterable, Iterator
 
 from . import index, sessiondir
-from .exceptions import (InvalidArgument, InvalidValue, LoadError, ReadOnlySessionError,
-                         SessionNotFoundError)
+from .exceptions import (CorruptSessionError, InvalidArgument, InvalidValue, LoadError,
+                         ReadOnlySessionError, SessionNotFoundError)
 from .persistence.idfactory import Id, is_valid_id
 from .persistence.registry import make_store
 from .persistence.store import Store
@@ -125,6 +125,12 @@ class Session:
                     url = given
             if self.readonly and url.base_scheme != "file":
                 store_kwargs.setdefault("create", False)
+            jobs = os.path.join(self.path, self.DEFAULT_JOBS_DIR)
+            if url.base_scheme == "file" and url.path == jobs and os.path.islink(jobs):
+                raise CorruptSessionError(
+                    f"{jobs} is a symlink; refusing to use a store planted outside the session"
+                    " (replace the link by the directory it points to if that is intended)",
+                    path=jobs)
             self.store = make_store(url, **store_kwargs)
         self.created = sessiondir.read_timestamp(self.path, "start")
         self.finished = sessiondir.read_timestamp(self.path, "end")

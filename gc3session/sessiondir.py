@@ -81,8 +81,7 @@ def read_store_url(path: str) -> StoreUrl:
     """
     filename = os.path.join(path, STORE_URL_FILENAME)
     try:
-        with open(filename, "rb") as stream:
-            text = stream.read().decode("utf-8").strip()
+        text = fsio.read_bytes(filename).decode("utf-8").strip()
         return StoreUrl.parse(text)
     except (OSError, UnicodeDecodeError, SessionError, ValueError) as err:
         raise CorruptSessionError(
@@ -116,6 +115,6 @@ def touch_timestamp(path: str, which: str, when: float | None, *, durable: bool 
 def read_timestamp(path: str, which: str) -> float:
     """The mtime of the ``created``/``finished`` file, or -1 when it is absent."""
     try:
-        return os.stat(os.path.join(path, TIMESTAMP_FILES[which])).st_mtime
+        return os.lstat(os.path.join(path, TIMESTAMP_FILES[which])).st_mtime
     except FileNotFoundError:
         return -1.0

@@ -36,6 +36,7 @@ each record file is replaced atomically (last writer wins).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from typing import Any, Iterator
@@ -148,6 +149,9 @@ class FilesystemStore(Store):
             for record in records:
                 target = self.location(record.id)
                 shard = os.path.dirname(target)
+                if os.path.islink(shard):
+                    raise StoreWriteError(f"refusing to write {record.id}: shard {shard} is a"
+                                          " symlink", id=record.id, path=shard, step="create")
                 if not os.path.isdir(shard):
                     fsio.make_dirs(shard, durable=self.durable)
                 pending.append((fsio.write_tmp(shard, record.id, record.data,
@@ -179,8 +183,9 @@ class FilesystemStore(Store):
     def _read(self, pid: str) -> bytes:
         path = self.location(pid)
         try:
-            with open(path, "rb") as stream:
-                return stream.read()
+            if os.path.islink(os.path.dirname(path)):
+                raise OSError(errno.ELOOP, "shard directory is a symlink", path)
+            return fsio.read_bytes(path)
         except FileNotFoundError as err:
             raise RecordNotFoundError(f"no record {pid} in {self.directory} (no file {path})",
                                       id=pid, location=path, cause="missing") from err
@@ -230,8 +235,7 @@ class FilesystemStore(Store):
         """Fold ``.states`` into ``{id: state}``; None if there is no log."""
         path = os.path.join(self.directory, STATES_FILE)
         try:
-            with open(path, "rb") as stream:
-                data = stream.read()
+            data = fsio.read_bytes(path)
         except FileNotFoundError:
             return {} if not self._shards() else None
         states: dict[str, str | None] = {}
