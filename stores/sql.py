@@ -75,7 +75,7 @@ def validate_table_name(name: Any) -> str:
     ...
     gc3session.exceptions.InvalidTableName: invalid SQL table name 'x; DROP TABLE store': use letters, digits and _ (at most 63, not starting with a digit)
     """
-    if not isinstance(name, str) or not _TABLE_RE.match(name) or name == META_TABLE:
+    if not isinstance(name, str) or not _TABLE_RE.fullmatch(name) or name == META_TABLE:
         raise InvalidTableName(
             f"invalid SQL table name {name!r}: use letters, digits and _"
             " (at most 63, not starting with a digit)", table=name)

@@ -59,7 +59,7 @@ class Id(str):
         """
         if isinstance(text, Id):
             return text
-        match = _ID_RE.match(text) if isinstance(text, str) else None
+        match = _ID_RE.fullmatch(text) if isinstance(text, str) else None
         if match is None:
             raise InvalidValue(f"not a valid task id: {text!r} (expected 'Prefix.N')",
                                id=text)
@@ -68,7 +68,7 @@ class Id(str):
 
 def is_valid_id(text: Any) -> bool:
     """Tell whether ``text`` has the ``Prefix.N`` form (safe as a file name)."""
-    return isinstance(text, str) and _ID_RE.match(text) is not None
+    return isinstance(text, str) and _ID_RE.fullmatch(text) is not None
 
 
 class IdFactory:
