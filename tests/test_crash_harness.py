@@ -1,0 +1,91 @@
+"""Randomized crash harness: SIGKILL at random points of long workloads.
+
+A child process (:mod:`_crash_child`) adds, saves and removes tasks at
+random with ``flush=True`` and reports each operation before and after it;
+the parent kills it at a random moment, reopens the session, checks it is
+consistent, and that every operation that had returned is there (an
+operation in flight may or may not have landed).  Then the next round
+continues on the same session.  Rounds per store: ``GC3SESSION_CRASH_ROUNDS``
+(default 6; the reliability report runs many more).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from gc3session import Session, fsio
+
+ROUNDS = int(os.environ.get("GC3SESSION_CRASH_ROUNDS", "6"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _apply(model: dict[str, int], lines: list[str]) -> tuple[dict[str, int], tuple[str, ...] | None]:
+    """Replay the finished operations; return the model and the one in flight."""
+    in_flight = None
+    for line in lines:
+        kind, op, task_id, value = line.split()
+        if kind == "BEGIN":
+            in_flight = (op, task_id, value)
+            continue
+        in_flight = None
+        if op in ("A", "S"):
+            model[task_id] = int(value)
+        else:
+            model.pop(task_id, None)
+    return model, in_flight
+
+
+def _check(path: str, model: dict[str, int], in_flight: tuple[str, ...] | None) -> dict[str, int]:
+    session = Session(path, mode="r")
+    found = {i: session.load(i, add=False).value for i in session.list_ids()}
+    extra = set(found) - set(model)
+    missing = set(model) - set(found)
+    if in_flight is not None:
+        op, task_id, value = in_flight
+        if op == "A":
+            assert len(extra) <= 1 and all(found[i] == int(value) for i in extra), extra
+            extra = set()
+        elif op == "R":
+            missing.discard(task_id)
+        elif op == "S" and found.get(task_id) == int(value):
+            found[task_id] = model[task_id]
+    assert not extra, f"tasks nobody added: {extra}"
+    assert not missing, f"lost tasks whose operation had returned: {missing}"
+    for task_id, value in model.items():
+        if task_id in found:
+            assert found[task_id] == value, (task_id, found[task_id], value)
+    assert set(session.states()) == set(found)
+    return found
+
+
+@pytest.mark.parametrize("store", ["file", "sqlite", "postgresql"])
+def test_random_kills_lose_nothing_that_returned(tmp_path: Any, store: str,
+                                                 request: pytest.FixtureRequest) -> None:
+    url = {"file": "", "sqlite": f"sqlite:///{tmp_path}/jobs.db"}.get(store)
+    if store == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    path = str(tmp_path / "s")
+    model: dict[str, int] = {}
+    rng = random.Random(store)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    for round_no in range(ROUNDS):
+        child = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "tests", "_crash_child.py"), path, url or "",
+             str(round_no)], stdout=subprocess.PIPE, text=True, env=env)
+        assert child.stdout is not None and child.stdout.readline() == "READY\n"
+        time.sleep(0.05 + rng.random() * 0.4)
+        child.kill()
+        output, _ = child.communicate()
+        lines = [line for line in output.splitlines() if line.count(" ") == 3]
+        assert any(line.startswith("END") for line in lines), f"child did nothing:\n{output}"
+        model, in_flight = _apply(model, lines)
+        model = _check(path, model, in_flight)
+    leftovers = [f for d, _, fs in os.walk(path) for f in fs if fsio.is_tmp_name(f)]
+    assert len(leftovers) <= ROUNDS  # at most one per killed writer, and they block nothing
