@@ -22,6 +22,8 @@ import pytest
 
 from gc3session import Session, fsio
 
+from _report import record
+
 ROUNDS = int(os.environ.get("GC3SESSION_CRASH_ROUNDS", "6"))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,5 +90,7 @@ def test_random_kills_lose_nothing_that_returned(tmp_path: Any, store: str,
         assert any(line.startswith("END") for line in lines), f"child did nothing:\n{output}"
         model, in_flight = _apply(model, lines)
         model = _check(path, model, in_flight)
+        record(crashes_survived=1, operations_verified=sum(line.startswith("END") for line in lines),
+               operations_lost=0)
     leftovers = [f for d, _, fs in os.walk(path) for f in fs if fsio.is_tmp_name(f)]
     assert len(leftovers) <= ROUNDS  # at most one per killed writer, and they block nothing

@@ -21,6 +21,8 @@ import pytest
 from gc3session import Session, Task, fsio
 from gc3session.exceptions import Error, StoreWriteError
 
+from _report import record
+
 Scenario = Callable[[Session], Any]
 
 
@@ -129,6 +131,7 @@ def test_error_at_every_step(tmp_path: Any, name: str, code: int) -> None:
         assert not _tmp_leftovers(str(root)), f"{name}@{step} left {_tmp_leftovers(str(root))}"
         # once the fault is gone the same operation works on a fresh handle
         scenario(Session(session.path))
+    record(faults_injected=len(steps))
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -156,3 +159,4 @@ def test_kill_at_every_step(tmp_path: Any, name: str) -> None:
             assert set(before) <= set(after), f"{name}@{step}: lost {set(before) - set(after)}"
         scenario(Session(session.path))  # leftovers of the killed writer do not block anything
         assert set(before) - {FIRST} <= set(_snapshot(session.path))
+    record(crashes_survived=len(steps))

@@ -25,7 +25,9 @@ from gc3session.exceptions import (CorruptIndexError, CorruptSessionError, Error
 from gc3session.persistence import Id, StoreUrl
 from gc3session.persistence.serialization import Decoder, parse_header
 
-FUZZ = settings(max_examples=200, deadline=None,
+from _report import record
+
+FUZZ = settings(max_examples=int(os.environ.get("GC3SESSION_FUZZ_EXAMPLES", "200")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -46,6 +48,7 @@ def _tree(root: str) -> dict[str, tuple[bytes, int]]:
 @FUZZ
 @given(st.binary(max_size=300))
 def test_index_parser_only_raises_corrupt_index(data: bytes) -> None:
+    record(fuzz_cases=1)
     try:
         ids = index.parse(data, "/x/session_ids.txt")
     except CorruptIndexError as err:
@@ -57,6 +60,7 @@ def test_index_parser_only_raises_corrupt_index(data: bytes) -> None:
 @FUZZ
 @given(st.text(max_size=200))
 def test_store_url_parser_only_raises_typed_errors(text: str) -> None:
+    record(fuzz_cases=1)
     try:
         url = StoreUrl.parse(text)
     except Error:
@@ -67,6 +71,7 @@ def test_store_url_parser_only_raises_typed_errors(text: str) -> None:
 @FUZZ
 @given(st.text(max_size=80))
 def test_id_parser(text: str) -> None:
+    record(fuzz_cases=1)
     try:
         parsed = Id.parse(text)
     except InvalidValue:
@@ -77,6 +82,7 @@ def test_id_parser(text: str) -> None:
 @FUZZ
 @given(st.binary(max_size=400))
 def test_record_decoder_only_raises_load_errors(data: bytes) -> None:
+    record(fuzz_cases=1)
     decoder = Decoder(lambda pid: b"", lambda pid: "/store/" + pid, {}, trusted=False)
     try:
         decoder.decode("Task.1", b"GC3S 1 pickle4 gc3session.task:Task NEW\n" + data)
@@ -91,6 +97,7 @@ def test_record_decoder_only_raises_load_errors(data: bytes) -> None:
 @FUZZ
 @given(st.binary(max_size=200))
 def test_garbage_store_url_file_is_refused_and_left_alone(tmp_path: Any, data: bytes) -> None:
+    record(fuzz_cases=1)
     path = str(tmp_path / "fuzz")
     if not os.path.exists(path):
         Session(path)
@@ -109,6 +116,7 @@ def test_garbage_store_url_file_is_refused_and_left_alone(tmp_path: Any, data: b
 @FUZZ
 @given(st.binary(max_size=200))
 def test_garbage_index_is_refused_and_left_alone(tmp_path: Any, data: bytes) -> None:
+    record(fuzz_cases=1)
     path = str(tmp_path / "fuzz")
     if not os.path.exists(path):
         Session(path).add(Task(jobname="kept"))

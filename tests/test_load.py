@@ -21,6 +21,8 @@ import pytest
 from gc3session import Session, make_store
 from stores.sql import RETRY_DEADLINE
 
+from _report import record
+
 WORKERS = 8
 OPERATIONS = int(os.environ.get("GC3SESSION_LOAD_OPS", "150"))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,8 +42,10 @@ def _run(mode: str, targets: list[str], url: str) -> tuple[list[dict[str, Any]],
         assert "locked" not in err
         results.append(json.loads(out.strip().splitlines()[-1]))
     elapsed = time.monotonic() - started
-    print(f"{mode} {url.split(':')[0]}: {WORKERS * OPERATIONS / elapsed:.0f} operations/s"
-          f" ({WORKERS} processes x {OPERATIONS})")
+    rate = WORKERS * OPERATIONS / elapsed
+    print(f"{mode} {url.split(':')[0]}: {rate:.0f} operations/s ({WORKERS} processes x {OPERATIONS})")
+    record(**{f"load_{mode}_{url.split(':')[0].split('+')[0]}_ops_per_s": round(rate),
+              "operations_verified": WORKERS * OPERATIONS})
     return results, elapsed
 
 
