@@ -146,3 +146,7 @@ class CorruptIndexError(CorruptSessionError):
 
 class ReadOnlySessionError(SessionError, PermissionError):
     """A write was attempted on a session opened read-only."""
+
+
+class ReadOnlyStoreError(Error, PermissionError):
+    """A write was attempted on a store opened read-only."""

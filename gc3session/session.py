@@ -87,6 +87,8 @@ class Session:
         wanted = None if task_ids is None else [str(i) for i in task_ids]
         store_kwargs.setdefault("durable", durable)
         store_kwargs.setdefault("trusted", trusted)
+        if self.readonly:
+            store_kwargs["readonly"] = True
         if os.path.exists(os.path.join(self.path, self.INDEX_FILENAME)) or _is_nonempty_dir(self.path):
             self._open(store_or_url, store_kwargs)
         elif self.readonly or not create:
@@ -123,8 +125,6 @@ class Session:
                 given = StoreUrl.parse(store_or_url)
                 if given.without_password() == url.without_password() and given.password:
                     url = given
-            if self.readonly and url.base_scheme != "file":
-                store_kwargs.setdefault("create", False)
             jobs = os.path.join(self.path, self.DEFAULT_JOBS_DIR)
             if url.base_scheme == "file" and url.path == jobs and os.path.islink(jobs):
                 raise CorruptSessionError(

@@ -80,11 +80,12 @@ class FilesystemStore(Store):
     """
 
     def __init__(self, directory: "str | os.PathLike[str] | StoreUrl", *,
-                 durable: bool = True, trusted: bool = True, **ignored: Any) -> None:
+                 durable: bool = True, trusted: bool = True, readonly: bool = False,
+                 **ignored: Any) -> None:
         url = StoreUrl.parse(directory)
         if url.scheme != "file":
             raise InvalidValue(f"FilesystemStore needs a path or file:// URL, not {url}", url=str(url))
-        super().__init__(url, durable=durable, trusted=trusted)
+        super().__init__(url, durable=durable, trusted=trusted, readonly=readonly)
         self.directory = url.path
         self._compact_at = -1
 

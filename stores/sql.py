@@ -40,6 +40,7 @@ import os
 import random
 import re
 import time
+import urllib.parse
 from typing import Any, Callable, Mapping, TypeVar
 
 import sqlalchemy as sa
@@ -100,21 +101,22 @@ class SqlStore(Store):
 
     def __init__(self, url: "str | StoreUrl", table_name: str | None = None,
                  extra_fields: ExtraFields | None = None, create: bool = True, *,
-                 durable: bool = True, trusted: bool = True, **ignored: Any) -> None:
+                 durable: bool = True, trusted: bool = True, readonly: bool = False,
+                 **ignored: Any) -> None:
         parsed = StoreUrl.parse(url)
         if parsed.base_scheme == "file":
             raise InvalidValue(f"SqlStore needs a database URL, not {parsed}", url=str(parsed))
         self.table_name = validate_table_name(table_name or parsed.table or DEFAULT_TABLE)
         if table_name is not None and parsed.table != table_name:
             parsed = dataclasses.replace(parsed, fragment=f"table={table_name}")
-        super().__init__(parsed, durable=durable, trusted=trusted)
+        super().__init__(parsed, durable=durable, trusted=trusted, readonly=readonly)
         for column, func in (extra_fields or {}).items():
             if not isinstance(column, sa.Column) or not callable(func):
                 raise InvalidType("extra_fields must map sqlalchemy.Column objects to functions")
             if column.name in ("id", "data", "state", "cls"):
                 raise InvalidValue(f"extra field {column.name!r} clashes with a built-in column")
         self._extra_fields = dict(extra_fields or {})
-        self._create = create
+        self._create = create and not readonly
         self._engine_obj: Engine | None = None
         self._table_obj: sa.Table | None = None
         self._meta_obj: sa.Table | None = None
@@ -160,24 +162,36 @@ class SqlStore(Store):
 
     def _make_engine(self) -> Engine:
         if self.is_sqlite:
-            if self.url.path:
-                fsio.make_dirs(os.path.dirname(self.url.path), durable=self.durable)
-                fsio.create_private(self.url.path)  # SQLite gives -wal/-shm the same mode
-            engine = sa.create_engine(self._sqlalchemy_url(), connect_args={"timeout": 30})
+            if self.readonly:
+                # With no -wal file no writer is active: "immutable" reads create no
+                # -wal/-shm files either, so a read-only open leaves the directory as it
+                # was.  With one, a writer may be working: plain read-only mode, which
+                # needs the shared-memory file to see its commits.
+                wal = os.path.exists(self.url.path + "-wal")
+                engine = sa.create_engine(
+                    f"sqlite:///file:{urllib.parse.quote(self.url.path)}?mode=ro"
+                    f"{'' if wal else '&immutable=1'}&uri=true", connect_args={"timeout": 30})
+            else:
+                if self.url.path:
+                    fsio.make_dirs(os.path.dirname(self.url.path), durable=self.durable)
+                    fsio.create_private(self.url.path)  # SQLite gives -wal/-shm the same mode
+                engine = sa.create_engine(self._sqlalchemy_url(), connect_args={"timeout": 30})
             synchronous = "FULL" if self.durable else "OFF"
+            journal = "" if self.readonly else "PRAGMA journal_mode=WAL"
 
             @event.listens_for(engine, "connect")
             def _on_connect(dbapi_conn: Any, _record: Any) -> None:
                 dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
                 cursor = dbapi_conn.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
+                if journal:
+                    cursor.execute(journal)
                 cursor.execute(f"PRAGMA synchronous={synchronous}")
                 cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.close()
 
             @event.listens_for(engine, "begin")
             def _on_begin(conn: Connection) -> None:
-                readonly = conn.get_execution_options().get("gc3session_readonly", False)
+                readonly = self.readonly or conn.get_execution_options().get("gc3session_readonly")
                 conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
             return engine
         engine = sa.create_engine(self._sqlalchemy_url(), pool_pre_ping=True)
@@ -216,7 +230,7 @@ class SqlStore(Store):
                     raise LoadError(f"no table {self.table_name} in {self.url} (create=False)",
                                     location=self.location("-"), cause="missing table")
                 metadata.create_all(conn, checkfirst=True)
-            else:
+            elif not self.readonly:
                 have = {c["name"] for c in inspector.get_columns(self.table_name)}
                 for column in table.columns:
                     if column.name not in have:  # schema migration: new extra field
@@ -226,6 +240,8 @@ class SqlStore(Store):
                             f" ADD COLUMN {ddl}")
             for key, value in ((f"schema:{self.table_name}", SCHEMA_VERSION),
                                (f"next_id:{self.table_name}", 1)):
+                if self.readonly:
+                    break
                 if conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).first() is None:
                     conn.execute(meta.insert().values(key=key, value=value))
         self._table_obj, self._meta_obj = table, meta

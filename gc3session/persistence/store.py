@@ -33,7 +33,7 @@ import abc
 import weakref
 from typing import Any, Iterable, Mapping
 
-from ..exceptions import InvalidValue, LoadError
+from ..exceptions import InvalidValue, LoadError, ReadOnlyStoreError
 from .idfactory import Id, IdFactory, is_valid_id
 from .serialization import Decoder, Record, encode, parse_header
 from .url import StoreUrl
@@ -48,16 +48,21 @@ class Store(abc.ABC):
         when the call returns.  False is GC3Pie's durability (survives a killed
         process, not a power cut): faster, never the default.
     :param trusted: if False, loads only resolve allow-listed classes.
+    :param readonly: if True, every method that would write raises
+        :class:`~gc3session.exceptions.ReadOnlyStoreError` and opening the
+        store changes nothing on disk.
 
     Saved and loaded objects are cached by id (weakly), so loading an id twice
     returns the same object while someone holds it.
     """
 
     def __init__(self, url: StoreUrl | str, *, durable: bool = True,
-                 trusted: bool = True, idfactory: IdFactory | None = None) -> None:
+                 trusted: bool = True, readonly: bool = False,
+                 idfactory: IdFactory | None = None) -> None:
         self.url = StoreUrl.parse(url)
         self.durable = durable
         self.trusted = trusted
+        self.readonly = readonly
         self.idfactory = idfactory if idfactory is not None else IdFactory(self._allocate_ids)
         self._cache: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
@@ -105,11 +110,13 @@ class Store(abc.ABC):
         the same record.  The object and the children saved with it are
         written as one unit.
         """
+        self._check_writable()
         self._commit(encode(obj, self.idfactory.new))
         return obj.persistent_id
 
     def save_many(self, objs: Iterable[Any]) -> list[Id]:
         """Save several objects as one unit (one transaction or one batch)."""
+        self._check_writable()
         objs = list(objs)
         new = sum(1 for o in objs if getattr(o, "persistent_id", None) is None)
         if new:
@@ -126,6 +133,7 @@ class Store(abc.ABC):
 
     def replace(self, id_: str, obj: Any) -> None:
         """Overwrite record ``id_`` with ``obj`` (which takes that id)."""
+        self._check_writable()
         obj.persistent_id = _check_id(id_)
         self._commit(encode(obj, self.idfactory.new))
 
@@ -149,11 +157,13 @@ class Store(abc.ABC):
     def remove(self, id_: str) -> None:
         """Delete record ``id_`` (no error if it is already gone)."""
         pid = str(_check_id(id_))
+        self._check_writable()
         self._delete([pid])
         self._cache.pop(pid, None)
 
     def remove_many(self, ids: Iterable[str]) -> None:
         """Delete several records as one unit."""
+        self._check_writable()
         pids = [str(_check_id(i)) for i in ids]
         if pids:
             self._delete(pids)
@@ -177,6 +187,7 @@ class Store(abc.ABC):
 
     def write_records(self, records: Mapping[str, bytes]) -> None:
         """Write raw record bytes verbatim, as one unit (the copy of :meth:`read_record`)."""
+        self._check_writable()
         batch = []
         for pid, data in records.items():
             header = parse_header(data)
@@ -210,6 +221,10 @@ class Store(abc.ABC):
         return f"{type(self).__name__}({str(self.url)!r})"
 
     # --- helpers -------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise ReadOnlyStoreError(f"store {self.url} is open read-only", url=str(self.url))
+
     def _commit(self, records: list[Record]) -> None:
         self._write(records)
         for record in records:
