@@ -114,6 +114,10 @@ class StoreWriteError(Error, OSError):
     """
 
 
+class StoreUnavailableError(Error, ConnectionError):
+    """The database of a store cannot be reached or set up; the URL hides the password."""
+
+
 class StoreLockedError(StoreWriteError):
     """A database stayed locked by other writers past the retry deadline."""
 

@@ -259,15 +259,21 @@ class Session:
         return obj
 
     def load_many(self, obj_ids: Iterable[str], add: bool = True, flush: bool = True) -> dict[str, Any]:
-        """Load several objects; failures raise, or go to :attr:`load_errors`."""
+        """Load several objects in one batch; failures raise, or go to :attr:`load_errors`."""
+        keys = [str(i) for i in obj_ids]
+        missing = [k for k in keys if k not in self.tasks]
+        errors: dict[str, LoadError] | None = self.load_errors if self._ignore_errors else None
+        fresh = self.store.load_many(missing, errors=errors)
         loaded: dict[str, Any] = {}
-        for obj_id in obj_ids:
-            try:
-                loaded[str(obj_id)] = self.load(obj_id, add=add, flush=False)
-            except LoadError as err:
-                if not self._ignore_errors:
-                    raise
-                self.load_errors[str(obj_id)] = err
+        for key in keys:
+            if key in self.tasks:
+                loaded[key] = self.tasks[key]
+            elif key in fresh:
+                loaded[key] = obj = fresh[key]
+                if key in self._ids:
+                    self.tasks[key] = obj
+                elif add:
+                    self.add(obj, flush=False)
         if add and flush and not self.readonly:
             self.flush()
         return loaded

@@ -95,6 +95,13 @@ class Run:
         if ref is not None and name != "_ref":
             ref.changed = True
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The owning task is re-attached when it is loaded (Task.__setstate__):
+        # leaving the back-reference out keeps records free of self-references.
+        state = dict(self.__dict__)
+        state.pop("_ref", None)
+        return state
+
     @property
     def state(self) -> State:
         """The current state, a :class:`Run.State` member (equal to its name)."""
@@ -240,6 +247,12 @@ class Task(Persistable):
         state = dict(self.__dict__)
         state["changed"] = False
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        execution = state.get("execution")
+        if isinstance(execution, Run):
+            object.__setattr__(execution, "_ref", self)
 
     def __repr__(self) -> str:
         pid = getattr(self, "persistent_id", None)

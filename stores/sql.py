@@ -51,7 +51,8 @@ from sqlalchemy.engine import Connection, Engine
 from gc3session import fsio
 from gc3session.exceptions import (IdAllocationError, InvalidTableName, InvalidType,
                                    InvalidValue, LoadError, RecordNotFoundError,
-                                   SerializationError, StoreLockedError, StoreWriteError)
+                                   SerializationError, StoreLockedError, StoreUnavailableError,
+                                   StoreWriteError)
 from gc3session.persistence.serialization import Record
 from gc3session.persistence.store import Store
 from gc3session.persistence.url import StoreUrl
@@ -128,6 +129,12 @@ class SqlStore(Store):
             self._engine_obj = self._make_engine()
             try:
                 self._retry(self._init_schema)
+            except sa.exc.SQLAlchemyError as err:
+                self._engine_obj.dispose()
+                self._engine_obj = None
+                raise StoreUnavailableError(
+                    f"cannot open {self.location('-')}: {err.orig or err}",
+                    url=str(self.url), table=self.table_name) from err
             except BaseException:
                 self._engine_obj.dispose()
                 self._engine_obj = None
@@ -351,6 +358,19 @@ class SqlStore(Store):
             raise RecordNotFoundError(f"no record {pid} in {self.location(pid)}",
                                       id=pid, location=self.location(pid), cause="missing")
         return bytes(row[0])
+
+    def _read_many(self, pids: list[str]) -> dict[str, bytes]:
+        table = self._tables
+        result: dict[str, bytes] = {}
+        try:
+            with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
+                for chunk in _chunks(pids, 500):
+                    query = sa.select(table.c.id, table.c.data).where(table.c.id.in_(chunk))
+                    result.update((row[0], bytes(row[1])) for row in conn.execute(query))
+        except sa.exc.SQLAlchemyError as err:
+            raise LoadError(f"cannot read from {self.location('-')}: {err}",
+                            location=self.location("-"), cause=str(err)) from err
+        return result
 
     def _delete(self, pids: list[str]) -> None:
         table = self._tables

@@ -47,6 +47,7 @@ import copyreg
 import importlib
 import io
 import pickle
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -85,6 +86,24 @@ class Persistable:
     def __str__(self) -> str:
         pid = getattr(self, "persistent_id", None)
         return str(pid) if pid is not None else super().__str__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if _fast_path.active:  # met inside a state being pickled: it needs a reference
+            raise _NeedsReferences
+        return super().__reduce_ex__(protocol)
+
+
+class _FastPath(threading.local):
+    """Set while a state is pickled without the reference hook (see :func:`_encode_one`)."""
+
+    active = False
+
+
+_fast_path = _FastPath()
+
+
+class _NeedsReferences(Exception):
+    """A Persistable was met on the fast path: pickle again with references."""
 
 
 def class_path(cls: type) -> str:
@@ -264,10 +283,26 @@ def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
     buffer.write(b" ".join([MAGIC, str(FORMAT_VERSION).encode(), SERIALIZER.encode(),
                             class_path(cls).encode(), (state_str or _NO_STATE).encode()])
                  + b"\n")
-    pickler = _RefPickler(buffer, child_ref)
     try:
-        pickler.dump(args)
-        pickler.dump((state, listitems, dictitems))
+        # Fast path: most states hold no reference to another record, and
+        # pickle runs at C speed without a Python hook per object.  A
+        # Persistable met on the way raises _NeedsReferences (its
+        # __reduce_ex__ checks _fast_path), and the state is pickled again
+        # with the reference hook.
+        _fast_path.active = True
+        try:
+            payload = (pickle.dumps(args, PICKLE_PROTOCOL)
+                       + pickle.dumps((state, listitems, dictitems), PICKLE_PROTOCOL))
+        except _NeedsReferences:
+            payload = b""
+        finally:
+            _fast_path.active = False
+        if payload:
+            buffer.write(payload)
+        else:
+            pickler = _RefPickler(buffer, child_ref)
+            pickler.dump(args)
+            pickler.dump((state, listitems, dictitems))
     except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as err:
         raise SerializationError(f"cannot serialize {pid}: {err}", id=pid) from err
     return Record(id=pid, data=buffer.getvalue(), obj=obj, state=state_str, cls=class_path(cls))
