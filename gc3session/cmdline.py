@@ -219,7 +219,7 @@ class SessionBasedScript:
         for task_id in session.list_ids():
             session.remove(task_id, flush=False)
         session.flush()
-        engine._queue.clear()
+        engine.forget_all()
 
     def _make_tasks(self) -> list[Task]:
         params = self.params

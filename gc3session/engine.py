@@ -25,6 +25,7 @@ SUBMITTED or RUNNING, it asks the executor about each of them:
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import os
 import shutil
 import time
@@ -65,9 +66,14 @@ class Engine:
         self.resume_policy = resume_policy
         self._running: dict[int, Application] = {}
         self._root_of: dict[int, Task] = {}
-        self._queue: collections.deque[Task] = collections.deque()
+        # roots never started, in session order, and roots started but not done:
+        # a pass looks at the started ones and takes new ones while there is room,
+        # so its cost does not grow with the number of waiting tasks
+        self._pending: collections.deque[Task] = collections.deque()
+        self._active: list[Task] = []
         self._dirty: dict[int, Task] = {}
         self._resumed = False
+        self._starter: concurrent.futures.ThreadPoolExecutor | None = None
         for task in session:
             self._track(task)
 
@@ -86,12 +92,19 @@ class Engine:
             outcome = self._poll(task)
             if outcome is not None:
                 self._finish(task, outcome)
-        for root in list(self._queue):
-            if len(self._running) >= self.max_in_flight:
-                break
-            self._advance(root)
+        starting: list[Application] = []
+        for root in list(self._active):
+            self._collect(root, starting)
+        while self._pending and len(self._running) + len(starting) < self.max_in_flight:
+            root = self._pending.popleft()
+            self._active.append(root)
+            self._collect(root, starting)
+        self._start(starting)
+        for root in list(self._active):
+            if _update_collections(root):
+                self._mark(root)
             if _done(root):
-                self._queue.remove(root)
+                self._active.remove(root)
         self._persist()
 
     def run_until_done(self, poll_interval: float = 1.0,
@@ -101,9 +114,16 @@ class Engine:
             self.progress()
             if on_progress is not None:
                 on_progress(self)
-            if not self._running and not any(self._runnable(r) for r in self._queue):
+            if not self._running and not self._pending and not any(
+                    self._runnable(r) for r in self._active):
                 return self.counts()
             self.executor.wait([t.execution.handle for t in self._running.values()], poll_interval)
+
+    def forget_all(self) -> None:
+        """Stop driving every task (after they were killed and removed by the caller)."""
+        self._pending.clear()
+        self._active.clear()
+        self._running.clear()
 
     def kill(self, task: Task) -> None:
         """Stop ``task`` (and its children); it ends TERMINATED with the signal recorded."""
@@ -134,6 +154,9 @@ class Engine:
     def close(self) -> None:
         """Persist and release the executor (running commands go on)."""
         self._persist()
+        if self._starter is not None:
+            self._starter.shutdown()
+            self._starter = None
         self.executor.close()
 
     # --- tracking ------------------------------------------------------------------
@@ -142,8 +165,12 @@ class Engine:
             self._root_of[id(leaf)] = root
         for node in _nodes(root):
             self._root_of[id(node)] = root
-        if not _done(root):
-            self._queue.append(root)
+        if _done(root):
+            return
+        if any(node.execution.state != State.NEW for node in _nodes(root)):
+            self._active.append(root)
+        else:
+            self._pending.append(root)
 
     def _mark(self, task: Task) -> None:
         root = self._root_of.get(id(task), task)
@@ -158,7 +185,7 @@ class Engine:
     # --- resume ----------------------------------------------------------------------
     def _resume(self) -> None:
         self._resumed = True
-        for root in self._queue:
+        for root in self._active:
             for leaf in _leaves(root):
                 if leaf.execution.state not in _ACTIVE:
                     continue
@@ -183,34 +210,47 @@ class Engine:
     def _runnable(self, root: Task) -> bool:
         return any(True for _ in _ready_leaves(root))
 
-    def _advance(self, root: Task) -> None:
+    def _collect(self, root: Task, starting: list[Application]) -> None:
+        """Add the commands of ``root`` that may start now, while there is room."""
         for leaf in _ready_leaves(root):
-            if len(self._running) >= self.max_in_flight:
-                break
-            self._submit(leaf)
-        if _update_collections(root):
-            self._mark(root)
+            if len(self._running) + len(starting) >= self.max_in_flight:
+                return
+            starting.append(leaf)
 
-    def _submit(self, task: Application) -> None:
+    def _start(self, tasks: list[Application]) -> None:
+        """Start ``tasks``, several at once: starting a process mostly waits for exec."""
+        if not tasks:
+            return
+        if len(tasks) == 1:
+            results = [self._launch(tasks[0])]
+        else:
+            if self._starter is None:
+                self._starter = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=min(8, self.max_in_flight), thread_name_prefix="gc3session-start")
+            results = list(self._starter.map(self._launch, tasks))
+        for task, (attempt, handle, error) in zip(tasks, results):
+            task.execution.attempt = attempt
+            if handle is None:
+                task.execution.state = State.TERMINATED
+                task.execution.returncode = (0, 127)
+                task.execution.info = f"could not be started: {error}"
+            else:
+                task.execution.handle = handle
+                task.execution.state = State.SUBMITTED
+                task.execution.state = State.RUNNING
+                self._running[id(task)] = task
+            self._mark(task)
+
+    def _launch(self, task: Application) -> tuple[int, dict[str, Any] | None, Exception | None]:
         attempt = int(getattr(task.execution, "attempt", 0)) + 1
         workdir = os.path.join(self.workdir, f"{task.persistent_id}.{attempt}")
         try:
             _stage_in(task, workdir)
             handle = self.executor.submit(task, workdir)
         except (OSError, Error) as err:
-            task.execution.attempt = attempt
-            task.execution.state = State.TERMINATED
-            task.execution.returncode = (0, 127)
-            task.execution.info = f"could not be started: {err}"
-            self._mark(task)
-            return
+            return attempt, None, err
         handle["submitted"] = time.time()
-        task.execution.attempt = attempt
-        task.execution.handle = handle
-        task.execution.state = State.SUBMITTED
-        task.execution.state = State.RUNNING
-        self._running[id(task)] = task
-        self._mark(task)
+        return attempt, handle, None
 
     def _poll(self, task: Application, block: bool = False) -> Outcome | None:
         handle = task.execution.handle
