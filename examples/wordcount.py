@@ -42,6 +42,7 @@ class WordCount(SessionBasedScript):
 
     def setup_args(self, parser: Any) -> None:
         super().setup_args(parser)
+        parser.set_defaults(output=os.path.join(os.getcwd(), "wordcount.out", "NAME"))
         parser.add_argument("directory", nargs="?", default=None,
                             help="directory of .txt files (default: a generated sample corpus)")
 
