@@ -179,12 +179,14 @@ def atomic_write(path: str, data: bytes, *, durable: bool = True, mode: int = 0o
         fsync_dir(directory)
 
 
-def append(path: str, data: bytes, *, durable: bool = True, repair_tail: bool = False,
+def append(path: str, data: bytes, *, durable: bool = True,
+           cut_tail: Callable[[bytes], bool] | None = None,
            create: bool = True, mode: int = 0o600) -> None:
     """Append ``data`` to ``path`` with one write, then ``fdatasync`` it.
 
-    :param repair_tail: first cut a final line that lacks its newline (the
-        remains of an append interrupted by a crash).
+    :param cut_tail: if given, a final line that lacks its newline is first
+        cut off when ``cut_tail(line)`` says it is the remains of an append
+        interrupted by a crash; any other unterminated tail is an error.
     :param create: create the file if missing (else a missing file is an error).
     """
     flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
@@ -194,9 +196,9 @@ def append(path: str, data: bytes, *, durable: bool = True, repair_tail: bool = 
         raise _fail("open", path, err) from err
     step = "write"
     try:
-        if repair_tail:
+        if cut_tail is not None:
             step = "truncate"
-            _cut_torn_tail(fd, path)
+            _cut_torn_tail(fd, path, cut_tail)
             step = "write"
         write_all(fd, data, path)
         if durable:
@@ -209,7 +211,7 @@ def append(path: str, data: bytes, *, durable: bool = True, repair_tail: bool = 
         os.close(fd)
 
 
-def _cut_torn_tail(fd: int, path: str) -> None:
+def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool]) -> None:
     size = os.fstat(fd).st_size
     if size == 0:
         return
@@ -218,8 +220,8 @@ def _cut_torn_tail(fd: int, path: str) -> None:
     if tail.endswith(b"\n"):
         return
     cut = tail.rfind(b"\n")
-    if cut < 0 and start > 0:
-        raise OSError(0, f"last line of {path} is longer than {_TAIL} bytes")
+    if (cut < 0 and start > 0) or not is_torn(tail[cut + 1:]):
+        raise OSError(errno.EILSEQ, "unexpected bytes after the last line; refusing to cut them")
     _step("truncate", path)
     os.ftruncate(fd, start + cut + 1)
 

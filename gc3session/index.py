@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 from typing import Iterable, Iterator
 
 from . import fsio
@@ -66,7 +67,13 @@ def parse(data: bytes, path: str) -> list[str]:
     if not data:
         return []
     lines = data.split(b"\n")
-    lines.pop()  # text after the last newline: empty, or a torn append
+    tail = lines.pop()  # text after the last newline: empty, or a torn append
+    if not is_torn_tail(tail):
+        raise CorruptIndexError(
+            f"{path}, line {len(lines) + 1}: {tail[:80]!r} is not a task id. Repair the file"
+            " by hand (one id per line, each ending in a newline) or restore it from a backup;"
+            " `gsession fsck --repair` can rebuild it from the store.",
+            path=path, line=len(lines) + 1)
     ids: dict[str, None] = {}
     for number, raw in enumerate(lines, 1):
         line = raw.strip()
@@ -86,6 +93,18 @@ def parse(data: bytes, path: str) -> list[str]:
     return list(ids)
 
 
+_TORN = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9]*)?)?\x00*")
+
+
+def is_torn_tail(tail: bytes) -> bool:
+    """Could ``tail`` be what an interrupted append of an id left (a prefix of one)?
+
+    Anything else after the last newline is damage, not a torn append, and is
+    reported instead of being silently cut off.
+    """
+    return _TORN.fullmatch(tail) is not None
+
+
 def read(path: str) -> list[str]:
     """Read and parse the index file at ``path`` (errors propagate as OSError)."""
     return parse(fsio.read_bytes(path), path)
@@ -95,7 +114,7 @@ def append(path: str, ids: Iterable[str], *, durable: bool = True) -> None:
     """Append ``ids`` to the index (the session directory lock must be held)."""
     data = "".join(f"{i}\n" for i in ids).encode("ascii")
     if data:
-        fsio.append(path, data, durable=durable, repair_tail=True, create=False)
+        fsio.append(path, data, durable=durable, cut_tail=is_torn_tail, create=False)
 
 
 def rewrite_without(path: str, removed: set[str], *, durable: bool = True) -> None:

@@ -82,6 +82,8 @@ class Session:
         self._ids: dict[str, None] = {}
         self._pending_add: dict[str, None] = {}
         self._unsaved: dict[str, Any] = {}
+        self._fresh: set[str] = set()  # ids allocated here and not yet in the index
+        self._pending_delete: list[str] = []
         self._pending_remove: set[str] = set()
         self._ignore_errors = ignore_errors
         wanted = None if task_ids is None else [str(i) for i in task_ids]
@@ -155,6 +157,7 @@ class Session:
         needs_save = pid is None or getattr(task, "changed", True)
         if pid is None:
             pid = task.persistent_id = self.store.idfactory.new(task)
+            self._fresh.add(str(pid))
         key = str(pid)
         if needs_save:
             self._unsaved[key] = task
@@ -170,22 +173,32 @@ class Session:
         """Drop ``task_id`` from the session, keeping its record in the store."""
         self._check_writable()
         key = str(task_id)
-        if key not in self._ids and key not in self.tasks:
-            return
         self._ids.pop(key, None)
         self.tasks.pop(key, None)
         self._unsaved.pop(key, None)
-        if key in self._pending_add:
-            del self._pending_add[key]
+        if self._pending_add.pop(key, 0) is None and key in self._fresh:
+            self._fresh.discard(key)  # never reached the index: nothing to take back
         else:
-            self._pending_remove.add(key)
+            self._pending_remove.add(key)  # the file may list it (another handle's add, too)
         if flush:
             self.flush()
 
     def remove(self, task_id: str, flush: bool = True) -> None:
-        """Delete ``task_id`` and its children (recursively) from the store and the session."""
+        """Delete ``task_id`` and its children (recursively) from the store and the session.
+
+        The index loses the id before the store loses the records, so a crash
+        in between leaves unlisted records (``gsession fsck`` reports them),
+        never an index entry without its record.
+        """
         self._check_writable()
         key = str(task_id)
+        doomed = self._with_children(key)
+        self.forget(key, flush=False)
+        self._pending_delete.extend(doomed)
+        if flush:
+            self.flush()
+
+    def _with_children(self, key: str) -> list[str]:
         doomed = [key]
         queue = collections.deque([key])
         while queue:
@@ -199,8 +212,7 @@ class Session:
                 if child_id is not None and str(child_id) not in doomed:
                     doomed.append(str(child_id))
                     queue.append(str(child_id))
-        self.forget(key, flush=flush)
-        self.store.remove_many(doomed)
+        return doomed
 
     def flush(self) -> None:
         """Save the tasks added with ``flush=False``, then write the index changes.
@@ -211,18 +223,24 @@ class Session:
         """
         self._check_writable()
         self._save_unsaved()
-        if not self._pending_add and not self._pending_remove:
-            return
-        filename = os.path.join(self.path, self.INDEX_FILENAME)
-        with index.locked_dir(self.path):
-            if self._pending_remove:
-                index.rewrite_without(filename, self._pending_remove, durable=self.durable)
-            if self._pending_add:
-                on_disk = set(index.read(filename)) if self._pending_remove else None
-                new = [i for i in self._pending_add if on_disk is None or i not in on_disk]
+        if self._pending_add or self._pending_remove:
+            filename = os.path.join(self.path, self.INDEX_FILENAME)
+            with index.locked_dir(self.path):
+                if self._pending_remove:
+                    index.rewrite_without(filename, self._pending_remove, durable=self.durable)
+                new = list(self._pending_add)
+                if any(key not in self._fresh for key in new):
+                    # ids this handle did not allocate may be listed already
+                    # (loaded tasks, another handle's adds): append only the others
+                    on_disk = set(index.read(filename))
+                    new = [key for key in new if key not in on_disk]
                 index.append(filename, new, durable=self.durable)
-        self._pending_add.clear()
-        self._pending_remove.clear()
+            self._pending_add.clear()
+            self._pending_remove.clear()
+            self._fresh.clear()
+        if self._pending_delete:
+            self.store.remove_many(self._pending_delete)
+            self._pending_delete.clear()
 
     def save(self, obj: Any) -> Id:
         """Save ``obj`` to the store (it is not added to the session)."""
@@ -334,14 +352,25 @@ class Session:
     def destroy(self) -> None:
         """Delete every task of the session from the store, then the session directory."""
         self._check_writable()
-        for key in [i for i in self._index_or_view() if is_valid_id(i)]:
-            self.remove(key, flush=False)
+        doomed = [d for i in self._index_or_view() if is_valid_id(i) for d in self._with_children(i)]
+        self.store.remove_many(doomed)
         self._pending_add.clear()
         self._pending_remove.clear()
+        self._pending_delete.clear()
         self._unsaved.clear()
         self.store.close()
         if os.path.isdir(self.path):
             shutil.rmtree(self.path)
+
+    def close(self) -> None:
+        """Release the store's connections and file handles (the session stays usable)."""
+        self.store.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def _index_or_view(self) -> list[str]:
         """All ids on disk (destroy must not miss tasks a partial view did not load)."""

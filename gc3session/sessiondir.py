@@ -82,6 +82,8 @@ def read_store_url(path: str) -> StoreUrl:
     filename = os.path.join(path, STORE_URL_FILENAME)
     try:
         text = fsio.read_bytes(filename).decode("utf-8").strip()
+        if "://" not in text and not text.startswith("/"):
+            raise ValueError(f"{text[:80]!r} is not a store URL")
         return StoreUrl.parse(text)
     except (OSError, UnicodeDecodeError, SessionError, ValueError) as err:
         raise CorruptSessionError(

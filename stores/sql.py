@@ -61,6 +61,8 @@ SCHEMA_VERSION = 1
 META_TABLE = "gc3session_meta"
 DEFAULT_TABLE = "store"
 RETRY_DEADLINE = 60.0
+#: PostgreSQL advisory lock key taken while creating or migrating tables.
+_SCHEMA_LOCK_KEY = 0x6763_3373  # "gc3s"
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _T = TypeVar("_T")
 
@@ -230,6 +232,7 @@ class SqlStore(Store):
                         sa.Column("key", sa.String(255), primary_key=True),
                         sa.Column("value", sa.BigInteger, nullable=False))
         with engine.begin() as conn:
+            self._lock_schema(conn)
             inspector = sa.inspect(conn)
             existing = set(inspector.get_table_names())
             if self.table_name not in existing or META_TABLE not in existing:
@@ -252,6 +255,16 @@ class SqlStore(Store):
                 if conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).first() is None:
                     conn.execute(meta.insert().values(key=key, value=value))
         self._table_obj, self._meta_obj = table, meta
+
+    def _lock_schema(self, conn: Connection) -> None:
+        """Serialize schema set-up between processes (two ``CREATE TABLE`` would clash).
+
+        SQLite's ``BEGIN IMMEDIATE`` already holds the write lock; PostgreSQL
+        takes a transaction-scoped advisory lock, released at commit.
+        """
+        if conn.dialect.name == "postgresql" and not self.readonly:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                         {"key": _SCHEMA_LOCK_KEY})
 
     # --- retries ---------------------------------------------------------------
     def _retry(self, operation: Callable[[], _T]) -> _T:

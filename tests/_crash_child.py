@@ -18,6 +18,7 @@ def main(path: str, url: str, seed: int) -> None:
     rng = random.Random(seed)
     session = Session(path, store_or_url=url or None)
     tasks = {t.persistent_id: t for t in session}
+    session.store.list()  # connect and create the schema before the parent starts its clock
     print("READY", flush=True)
     counter = 0
     while True:

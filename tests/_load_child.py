@@ -29,7 +29,7 @@ def main(mode: str, target: str, url: str, worker: int, operations: int) -> None
         choice = rng.random()
         if choice < 0.4 or len(mine) < 2:
             task = Task(jobname=f"w{worker}-{n}", value=n)
-            task_id = session.add(task) if session else store.save(task)
+            task_id = session.add(task) if session is not None else store.save(task)
             mine[task_id], objects[task_id] = n, task
         elif choice < 0.7:
             task_id = rng.choice(sorted(mine))
@@ -45,7 +45,7 @@ def main(mode: str, target: str, url: str, worker: int, operations: int) -> None
             objects[task_id] = loaded
         else:
             task_id = rng.choice(sorted(mine))
-            if session:
+            if session is not None:
                 session.remove(task_id)
             else:
                 store.remove(task_id)

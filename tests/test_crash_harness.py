@@ -65,6 +65,7 @@ def _check(path: str, model: dict[str, int], in_flight: tuple[str, ...] | None) 
         if task_id in found and task_id != landed:
             assert found[task_id] == value, (task_id, found[task_id], value)
     assert set(session.states()) == set(found)
+    session.close()
     return found
 
 

@@ -58,6 +58,7 @@ def _verify(results: list[dict[str, Any]], url: str) -> None:
     for task_id, value in expected.items():
         assert store.load(task_id).value == value, f"lost update on {task_id}"
     assert max(r["slowest"] for r in results) < RETRY_DEADLINE
+    store.close()
 
 
 def test_eight_processes_on_one_sqlite_store(tmp_path: Any) -> None:
@@ -76,4 +77,5 @@ def test_eight_sessions_sharing_one_postgresql_store(tmp_path: Any, pg_url: str)
     results, _ = _run("session", paths, pg_url)
     _verify(results, pg_url)
     for path, result in zip(paths, results):
-        assert set(Session(path, load=False).list_ids()) == set(result["objects"])
+        with Session(path, load=False, store_or_url=pg_url) as session:
+            assert set(session.list_ids()) == set(result["objects"])
