@@ -12,7 +12,6 @@ directory given it makes a small sample corpus first.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from gc3session import Application
@@ -51,8 +50,7 @@ class WordCount(SessionBasedScript):
         names = sorted(n for n in os.listdir(directory) if n.endswith(".txt"))
         return [CountWords(os.path.join(directory, n), **extra) for n in names]
 
-    def _print_status(self, counts: dict[str, int]) -> None:
-        super()._print_status(counts)
+    def after_main_loop(self) -> None:
         words = [t.words for t in self.session if getattr(t, "words", None) is not None]
         print(f"words counted so far: {sum(words)} in {len(words)} files")
 

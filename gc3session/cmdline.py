@@ -16,23 +16,31 @@ A gc3libs script ports by changing its imports::
     if __name__ == "__main__":
         Squares().run()
 
-Lifecycle of one run: parse options; create or open the session (``-s``);
-take the session's driver lock; with ``-N`` kill and remove the old tasks;
-if the session is empty, call ``new_tasks(extra)`` and add what it returns
-(names already in the session are skipped); then drive the tasks with an
+Lifecycle of one run: parse options; create the session if needed (``-s``,
+``-u``); take the session's driver lock, then load the session; with ``-N``
+kill and remove the old tasks; if the session is empty, call
+``new_tasks(extra)`` and add what it returns in one batch (names already in
+the session are skipped); then drive the tasks with an
 :class:`~gc3session.engine.Engine`: one pass, or with ``-C SECONDS`` until
-all are done; print the status table; set the ``finished`` time stamp when
-every task is done (exit status 0 or 2).
+all are done, waiting at most SECONDS between passes (less when a command
+ends); print the status table, call :meth:`SessionBasedScript.after_main_loop`;
+set the ``finished`` time stamp when every task is done (exit status 0 or 2).
+
+Ctrl-C (SIGINT) never cuts a pass in half: the pass in progress completes
+and saves, then the script exits with status 13.  Running commands are left
+running (they are in their own process sessions, so the terminal's Ctrl-C
+does not reach them either); the next run follows them, or collects their
+results if they ended meanwhile.
 
 Exit status
 -----------
 ==========  ===========================================================
 0           every task ended and succeeded
 bit 2       some tasks failed
-bit 4       some tasks are still running (run again to follow them)
+bit 4       some tasks are still running, or UNKNOWN (run again)
 bit 8       some tasks have not started yet (run again)
-13          interrupted by Ctrl-C: state saved, commands left running
-            (the next run follows them)
+13          interrupted by Ctrl-C (SIGINT): state saved, commands left
+            running (the next run follows them)
 64          usage error
 69          the session is being driven by another process
 1           any other error (the message says which)
@@ -42,13 +50,15 @@ bit 8       some tasks have not started yet (run again)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
 import re
+import signal
 import sys
 import time
-from typing import Any, Iterable, NoReturn
+from typing import Any, Iterable, Iterator, NoReturn
 
 from .engine import RESUME_POLICIES, Engine
 from .exceptions import Error, InvalidValue
@@ -60,6 +70,9 @@ from .task import State, Task
 EXIT_INTERRUPTED = 13
 EXIT_USAGE = 64
 EXIT_LOCKED = 69
+
+
+log = logging.getLogger(__name__)
 
 
 class UsageError(Error, ValueError):
@@ -148,8 +161,12 @@ class SessionBasedScript:
         except UsageError as err:
             print(f"{self.name}: {err}\nType '{self.name} --help' for usage.", file=sys.stderr)
             return EXIT_USAGE
-        logging.basicConfig(level=max(logging.DEBUG, logging.WARNING - 10 * self.params.verbose),
-                            format=f"{self.name}: %(levelname)s: %(message)s")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{self.name}: %(levelname)s: %(message)s"))
+        package = logging.getLogger("gc3session")
+        level = package.level
+        package.addHandler(handler)
+        package.setLevel(max(logging.DEBUG, logging.WARNING - 10 * self.params.verbose))
         try:
             return self._main()
         except SessionBusyError as err:
@@ -161,47 +178,77 @@ class SessionBasedScript:
         except Error as err:
             print(f"{self.name}: error: {err}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # before any task ran (opening the session): nothing to save
+            print(f"{self.name}: exiting upon user request (Ctrl+C)", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        finally:
+            package.removeHandler(handler)
+            package.setLevel(level)
 
     def _main(self) -> int:
         params = self.params
-        self.session = session = Session(params.session, store_or_url=self._store_url())
-        with driver_lock(session.path):
-            engine = Engine(session, executor=params.executor, max_in_flight=params.max_running,
-                            resume_policy=params.resume_policy)
+        path = os.path.abspath(params.session)
+        url = self._store_url()
+        self._check_states()
+        # create the session if needed, but load it only under the driver lock:
+        # what another driver saved before it let go must be what this one sees
+        Session(path, store_or_url=url, load=False).close()
+        with driver_lock(path), Session(path, store_or_url=url) as session:
+            self.session = session
+            try:
+                engine = Engine(session, executor=params.executor, max_in_flight=params.max_running,
+                                resume_policy=params.resume_policy)
+            except InvalidValue as err:  # an unknown -x executor
+                raise UsageError(str(err)) from err
+            guard = _InterruptGuard()
             try:
                 if params.new_session:
-                    self._abort_all(engine)
+                    with guard.deferred():
+                        self._abort_all(engine)
                 if len(session) == 0:
-                    for task in self._make_tasks():
-                        engine.add(task)
-                    session.flush()
+                    tasks = self._make_tasks()
+                    with guard.deferred():  # all of them or none: a half-added session is never seen
+                        for task in tasks:
+                            engine.add(task)
+                        session.flush()
                 else:
-                    logging.warning("session already exists, some command-line arguments"
-                                    " might be ignored")
-                rc = self._loop(engine)
+                    log.warning("session already exists, some command-line arguments might be ignored")
+                rc = self._loop(engine, guard)
+                if rc in (0, 2):
+                    session.set_end_timestamp()
+                return rc
             except KeyboardInterrupt:
-                engine.close()
                 print(f"{self.name}: exiting upon user request (Ctrl+C); running commands go on"
                       " and the next run follows them", file=sys.stderr)
                 return EXIT_INTERRUPTED
-            if rc in (0, 2):
-                session.set_end_timestamp()
-            engine.close()
-            return rc
+            finally:
+                engine.close()  # saves what is left; running commands go on
 
-    def _loop(self, engine: Engine) -> int:
+    def _loop(self, engine: Engine, guard: "_InterruptGuard") -> int:
         reporter = ProgressReporter(sys.stderr)
         try:
-            if self.params.continuous:
-                engine.run_until_done(poll_interval=self.params.continuous,
-                                      on_progress=lambda e: reporter.update(e.counts()))
-            else:
-                engine.progress()
+            while True:
+                with guard.deferred():
+                    engine.progress()
+                reporter.update(engine.counts)
+                if not self.params.continuous or engine.idle:
+                    break
+                engine.wait(self.params.continuous)
         finally:
-            reporter.close()
+            reporter.close(engine.counts)
         counts = engine.counts()
         self._print_status(counts)
+        self.after_main_loop()
         return exit_status(counts)
+
+    def after_main_loop(self) -> None:
+        """Called after each run's status table (gc3libs hook); ``self.session`` is open."""
+
+    def _check_states(self) -> None:
+        known = {s.value for s in State} | {"ok", "failed"}
+        unknown = [s for s in self.params.state.split(",") if s and s not in known]
+        if unknown:
+            raise UsageError(f"unknown state {', '.join(unknown)} for -l; known: {', '.join(sorted(known))}")
 
     def _store_url(self) -> str | None:
         url = self.params.store_url
@@ -262,6 +309,35 @@ class SessionBasedScript:
             rows = [t for t in self.session if any(t.execution.in_state(s) for s in wanted)]
             if rows:
                 print(task_table(rows))
+
+
+class _InterruptGuard:
+    """Hold Ctrl-C back while the engine changes and saves state.
+
+    Inside :meth:`deferred` a SIGINT only sets a flag; leaving the block
+    raises the ``KeyboardInterrupt`` then, once the pass has saved what it
+    did.  Outside (while waiting for commands), Ctrl-C interrupts at once.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        try:
+            previous = signal.signal(signal.SIGINT, self._hold)
+        except ValueError:  # not the main thread, which alone receives signals
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
 
 
 def exit_status(counts: dict[str, int]) -> int:

@@ -3,29 +3,47 @@
 :meth:`Engine.progress` is one non-blocking pass: it polls running commands,
 finishes the ones that ended (outputs collected, ``terminated()`` hook run),
 advances task collections, submits NEW tasks up to ``max_in_flight``, and
-then persists every task that changed in that pass in *one* store batch (one
-transaction, or one group of record files with a single sync).  A driver
-killed at any point therefore loses at most the pass it was in, and that
-pass is redone from what is on disk.
+persists every task that changed in one store batch (one transaction, or
+one group of record files with a single sync).  A driver killed at any
+point therefore loses at most the pass it was in.  It never loses track of a
+command it started, even one started in the pass it lost: run number *n* of
+a task always runs in ``<workdir>/<task id>.<n>``, made before the command
+starts, so a task saved NEW whose next run directory exists was started,
+and the next driver looks there before it starts it again.
 
 Resume policy
 -------------
 When an engine starts on a session that a previous driver left with tasks
-SUBMITTED or RUNNING, it asks the executor about each of them:
+SUBMITTED or RUNNING (or NEW with a run directory, as above), it asks the
+executor about each of them:
 
-* still running (same pid and start time, or a live future): it is watched
-  again, as if this driver had started it;
-* ended while no driver watched, with an exit status recorded in its working
-  directory: it is finished normally (outputs collected, hook run);
-* gone without a trace: it becomes UNKNOWN with the reason in its history,
-  then, with ``resume_policy="rerun"`` (the default), NEW again so that it
-  runs once more; with ``"report"`` it stays UNKNOWN for a human to decide.
+* still running (the local executor checks the run's lock and, when known,
+  the pid and process start time): it is watched again, as if this driver
+  had started it;
+* ended while no driver watched, with a complete exit status in its working
+  directory: it is finished normally (outputs collected, hook run), so it
+  has run exactly once;
+* gone without a trace (its command was killed with the driver, or never
+  started): it becomes UNKNOWN with the reason in its history, then, with
+  ``resume_policy="rerun"`` (the default), NEW again so that it runs once
+  more; with ``"report"`` it stays UNKNOWN for a person to decide (a
+  collection waiting on it is UNKNOWN too, and the script's exit status
+  says "run again").  A later engine with the "rerun" policy queues UNKNOWN
+  tasks again.
+
+Outcomes the command itself cannot report are recorded as pseudo-signals
+(above any real signal number), so they count as failures:
+:data:`SIGNAL_DATA_STAGING` (the command succeeded but a declared output
+is missing) and
+:data:`SIGNAL_HOOK_FAILED` (the task's ``terminated()`` raised).  A command
+that cannot be started ends with exit status 127, like a shell's.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import logging
 import os
 import shutil
 import time
@@ -38,7 +56,14 @@ from .session import Session
 from .task import Application, SequentialTaskCollection, State, Task, TaskCollection
 
 RESUME_POLICIES = ("rerun", "report")
+#: Pseudo-signal of a run whose declared outputs are missing.
+SIGNAL_DATA_STAGING = 121
+#: Pseudo-signal of a run whose ``terminated()`` hook raised.
+SIGNAL_HOOK_FAILED = 123
+
 _ACTIVE = (State.SUBMITTED, State.RUNNING, State.TERMINATING)
+_SETTLED = (State.TERMINATED, State.UNKNOWN, State.STOPPED)
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -66,7 +91,7 @@ class Engine:
         self.resume_policy = resume_policy
         self._running: dict[int, Application] = {}
         self._root_of: dict[int, Task] = {}
-        # roots never started, in session order, and roots started but not done:
+        # roots never started, in session order, and roots started but not settled:
         # a pass looks at the started ones and takes new ones while there is room,
         # so its cost does not grow with the number of waiting tasks
         self._pending: collections.deque[Task] = collections.deque()
@@ -91,7 +116,7 @@ class Engine:
         for task in list(self._running.values()):
             outcome = self._poll(task)
             if outcome is not None:
-                self._finish(task, outcome)
+                self._settle(task, outcome)
         starting: list[Application] = []
         for root in list(self._active):
             self._collect(root, starting)
@@ -103,21 +128,39 @@ class Engine:
         for root in list(self._active):
             if _update_collections(root):
                 self._mark(root)
-            if _done(root):
+            if _settled(root):
                 self._active.remove(root)
         self._persist()
 
+    @property
+    def idle(self) -> bool:
+        """True when no command runs and none can start: another pass would change nothing."""
+        return not self._running and not self._pending and not any(
+            True for root in self._active for _ in _ready_leaves(root))
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a command may have ended, a wall time runs out, or ``timeout`` seconds."""
+        now = time.time()
+        for task in self._running.values():
+            if task.requested_walltime:
+                deadline = task.execution.handle["submitted"] + task.requested_walltime
+                timeout = min(timeout, max(0.0, deadline - now) + 0.01)
+        self.executor.wait([t.execution.handle for t in self._running.values()], timeout)
+
     def run_until_done(self, poll_interval: float = 1.0,
                        on_progress: Callable[["Engine"], None] | None = None) -> dict[str, int]:
-        """Call :meth:`progress` until no task is waiting or running; return :meth:`counts`."""
+        """Call :meth:`progress` until the engine is :attr:`idle`; return :meth:`counts`.
+
+        Between passes it sleeps at most ``poll_interval`` seconds, and wakes
+        up as soon as a command ends.
+        """
         while True:
             self.progress()
             if on_progress is not None:
                 on_progress(self)
-            if not self._running and not self._pending and not any(
-                    self._runnable(r) for r in self._active):
+            if self.idle:
                 return self.counts()
-            self.executor.wait([t.execution.handle for t in self._running.values()], poll_interval)
+            self.wait(poll_interval)
 
     def forget_all(self) -> None:
         """Stop driving every task (after they were killed and removed by the caller)."""
@@ -126,17 +169,25 @@ class Engine:
         self._running.clear()
 
     def kill(self, task: Task) -> None:
-        """Stop ``task`` (and its children); it ends TERMINATED with the signal recorded."""
+        """Stop ``task`` (and its children); each ends TERMINATED with signal 9 recorded."""
+        if not self._resumed:
+            self._resume()  # runs a previous driver left are found first, so they are killed too
         for leaf in _leaves(task):
-            if leaf.execution.state in _ACTIVE and getattr(leaf.execution, "handle", None):
-                self.executor.kill(leaf, leaf.execution.handle)
-                outcome = self._poll(leaf, block=True) or Outcome(None, 9, "killed")
+            handle = getattr(leaf.execution, "handle", None)
+            if leaf.execution.state in _ACTIVE and handle:
+                self.executor.kill(leaf, handle)
+                outcome = self._poll(leaf, block=True)
+                if outcome is None or (outcome.exitcode is None and outcome.signal is None):
+                    outcome = Outcome(None, 9)
                 self._finish(leaf, outcome, info="killed on request")
             elif leaf.execution.state == State.NEW:
-                leaf.execution.state = State.TERMINATED
                 leaf.execution.returncode = (9, 0)
+                leaf.execution.state = State.TERMINATED
                 leaf.execution.info = "killed on request before it started"
                 self._mark(leaf)
+        root = self._root_of.get(id(task), task)
+        if _update_collections(root):
+            self._mark(root)
         self._persist()
 
     def counts(self) -> dict[str, int]:
@@ -161,11 +212,17 @@ class Engine:
 
     # --- tracking ------------------------------------------------------------------
     def _track(self, root: Task) -> None:
-        for leaf in _leaves(root):
-            self._root_of[id(leaf)] = root
         for node in _nodes(root):
             self._root_of[id(node)] = root
-        if _done(root):
+        if self.resume_policy == "rerun":
+            for leaf in _leaves(root):
+                if leaf.execution.state == State.UNKNOWN:  # reported lost by an earlier driver
+                    leaf.redo()
+                    leaf.execution.info = "queued again after a lost run (resume policy: rerun)"
+                    self._mark(leaf)
+            if _update_collections(root):
+                self._mark(root)
+        if _settled(root):
             return
         if any(node.execution.state != State.NEW for node in _nodes(root)):
             self._active.append(root)
@@ -185,31 +242,60 @@ class Engine:
     # --- resume ----------------------------------------------------------------------
     def _resume(self) -> None:
         self._resumed = True
+        for root in list(self._pending):
+            if any([self._adopt(leaf) for leaf in _leaves(root)]):
+                self._pending.remove(root)
+                self._active.append(root)
         for root in self._active:
             for leaf in _leaves(root):
+                if leaf.execution.state == State.NEW:
+                    self._adopt(leaf)
                 if leaf.execution.state not in _ACTIVE:
                     continue
                 handle = getattr(leaf.execution, "handle", None)
-                if handle and self.executor.reattach(leaf, handle):
+                if not handle:
+                    self._lost(leaf, "it has no run handle")
+                elif handle.get("executor", self.executor.name) != self.executor.name:
+                    self._lost(leaf, f"it was started by the {handle['executor']!r} executor")
+                elif self.executor.reattach(leaf, handle):
                     self._running[id(leaf)] = leaf
-                    continue
-                outcome = self.executor.poll(leaf, handle) if handle else None
-                if outcome is not None and (outcome.exitcode is not None or outcome.signal is not None):
-                    self._finish(leaf, outcome, info="finished while no driver was watching")
-                    continue
-                leaf.execution.state = State.UNKNOWN
-                leaf.execution.info = ("its run was lost while no driver was watching"
-                                       f" ({outcome.info if outcome else 'no run handle'})")
-                if self.resume_policy == "rerun":
-                    leaf.redo()
-                    leaf.execution.info = "queued again after a lost run (resume policy: rerun)"
-                self._mark(leaf)
-            _update_collections(root)
+                    log.info("%s: still running, watched again", leaf)
+                else:
+                    self._settle(leaf, self.executor.poll(leaf, handle),
+                                 info="finished while no driver was watching")
+            if _update_collections(root):
+                self._mark(root)
+
+    def _adopt(self, leaf: Task) -> bool:
+        """A NEW task whose next run directory exists was started by a driver that died
+        before saving it: make it SUBMITTED there, so that the run is found, not repeated."""
+        if not isinstance(leaf, Application) or leaf.execution.state != State.NEW:
+            return False
+        attempt = int(getattr(leaf.execution, "attempt", 0)) + 1
+        workdir = self._run_dir(leaf, attempt)
+        try:
+            made = os.stat(workdir).st_mtime
+        except FileNotFoundError:
+            return False
+        leaf.execution.attempt = attempt
+        leaf.execution.handle = {"executor": self.executor.name, "workdir": workdir, "submitted": made}
+        leaf.execution.state = State.SUBMITTED
+        leaf.execution.info = "started by a driver that stopped before saving it"
+        self._mark(leaf)
+        return True
+
+    def _lost(self, leaf: Application, reason: str) -> None:
+        """A run nobody can account for: UNKNOWN, then NEW again under the "rerun" policy."""
+        self._running.pop(id(leaf), None)
+        leaf.execution.state = State.UNKNOWN
+        leaf.execution.info = f"its run was lost while no driver was watching: {reason}"
+        log.warning("%s: run lost (%s)", leaf, reason)
+        if self.resume_policy == "rerun":
+            leaf.redo()
+            leaf.execution.info = "queued again after a lost run (resume policy: rerun)"
+        self._mark(leaf)
 
     # --- running ---------------------------------------------------------------------
-    def _runnable(self, root: Task) -> bool:
-        return any(True for _ in _ready_leaves(root))
-
     def _collect(self, root: Task, starting: list[Application]) -> None:
         """Add the commands of ``root`` that may start now, while there is room."""
         for leaf in _ready_leaves(root):
@@ -218,39 +304,53 @@ class Engine:
             starting.append(leaf)
 
     def _start(self, tasks: list[Application]) -> None:
-        """Start ``tasks``, several at once: starting a process mostly waits for exec."""
+        """Start ``tasks``; each run's working directory is made before its command starts."""
         if not tasks:
             return
+        now = time.time()
+        for task in tasks:
+            attempt = int(getattr(task.execution, "attempt", 0)) + 1
+            while os.path.lexists(self._run_dir(task, attempt)):  # a run the resume did not adopt
+                attempt += 1
+            task.execution.attempt = attempt
+            task.execution.handle = {"executor": self.executor.name,
+                                     "workdir": self._run_dir(task, attempt), "submitted": now}
         if len(tasks) == 1:
             results = [self._launch(tasks[0])]
         else:
+            # starting a process mostly waits for the kernel: start several at once
             if self._starter is None:
                 self._starter = concurrent.futures.ThreadPoolExecutor(
                     max_workers=min(8, self.max_in_flight), thread_name_prefix="gc3session-start")
             results = list(self._starter.map(self._launch, tasks))
-        for task, (attempt, handle, error) in zip(tasks, results):
-            task.execution.attempt = attempt
+        for task, (handle, error) in zip(tasks, results):
+            task.execution.state = State.SUBMITTED
             if handle is None:
-                task.execution.state = State.TERMINATED
                 task.execution.returncode = (0, 127)
+                task.execution.state = State.TERMINATED
                 task.execution.info = f"could not be started: {error}"
+                log.warning("%s: could not be started: %s", task, error)
+                root = self._root_of.get(id(task), task)
+                if root is not task and _update_collections(root):
+                    self._mark(root)
             else:
-                task.execution.handle = handle
-                task.execution.state = State.SUBMITTED
+                task.execution.handle = {**task.execution.handle, **handle}
                 task.execution.state = State.RUNNING
                 self._running[id(task)] = task
+                log.info("%s: started in %s", task, handle["workdir"])
             self._mark(task)
 
-    def _launch(self, task: Application) -> tuple[int, dict[str, Any] | None, Exception | None]:
-        attempt = int(getattr(task.execution, "attempt", 0)) + 1
-        workdir = os.path.join(self.workdir, f"{task.persistent_id}.{attempt}")
+    def _run_dir(self, task: Application, attempt: int) -> str:
+        """The working directory of run number ``attempt`` of ``task``."""
+        return os.path.join(self.workdir, f"{task.persistent_id}.{attempt}")
+
+    def _launch(self, task: Application) -> tuple[dict[str, Any] | None, Exception | None]:
+        workdir = task.execution.handle["workdir"]
         try:
             _stage_in(task, workdir)
-            handle = self.executor.submit(task, workdir)
+            return self.executor.submit(task, workdir), None
         except (OSError, Error) as err:
-            return attempt, None, err
-        handle["submitted"] = time.time()
-        return attempt, handle, None
+            return None, err
 
     def _poll(self, task: Application, block: bool = False) -> Outcome | None:
         handle = task.execution.handle
@@ -263,23 +363,44 @@ class Engine:
         walltime = task.requested_walltime
         if outcome is None and walltime and time.time() - handle["submitted"] > walltime:
             self.executor.kill(task, handle)
-            task.execution.info = f"killed after exceeding its wall time of {walltime}s"
+            if "killed" not in handle:
+                task.execution.handle = {**handle, "killed": f"killed after exceeding its wall time"
+                                                             f" of {walltime:g}s"}
+                log.info("%s: %s", task, task.execution.handle["killed"])
         return outcome
+
+    def _settle(self, task: Application, outcome: Outcome, info: str | None = None) -> None:
+        """Finish ``task`` if ``outcome`` tells how it ended, else it was lost."""
+        if outcome.exitcode is None and outcome.signal is None:
+            self._lost(task, outcome.info or "no exit status")
+        else:
+            self._finish(task, outcome, info)
 
     def _finish(self, task: Application, outcome: Outcome, info: str | None = None) -> None:
         self._running.pop(id(task), None)
-        task.execution.state = State.TERMINATING
-        task.execution.exitcode = outcome.exitcode
-        task.execution.signal = outcome.signal
-        if outcome.exitcode is None and outcome.signal is None:
-            task.execution.returncode = (0, 255)
-        missing = _collect_outputs(task, task.execution.handle["workdir"])
-        if info or outcome.info:
-            task.execution.info = info or outcome.info
+        execution = task.execution
+        execution.state = State.TERMINATING
+        execution.exitcode = outcome.exitcode
+        execution.signal = outcome.signal
+        notes = [note for note in (execution.handle.get("killed"), info, outcome.info) if note]
+        try:
+            missing = _collect_outputs(task, execution.handle["workdir"])
+        except OSError as err:
+            missing = [f"({err})"]
         if missing:
-            task.execution.info = f"missing outputs: {', '.join(missing)}"
-        task.execution.state = State.TERMINATED
-        task.terminated()
+            if execution.returncode == 0:  # a failed command keeps its own exit code
+                execution.signal = SIGNAL_DATA_STAGING
+            notes.append(f"missing outputs: {', '.join(missing)}")
+        execution.state = State.TERMINATED
+        for note in notes:
+            execution.info = note
+        try:
+            task.terminated()
+        except Exception as err:  # user code: record it on the task, keep driving the others
+            log.exception("%s: terminated() failed", task)
+            execution.signal = SIGNAL_HOOK_FAILED
+            execution.info = f"terminated() failed: {err!r}"
+        log.info("%s: terminated with return code %s", task, execution.returncode)
         self._mark(task)
         root = self._root_of.get(id(task), task)
         if root is not task and _update_collections(root):
@@ -297,13 +418,14 @@ def _leaves(task: Task) -> Iterator[Any]:
     return (node for node in _nodes(task) if isinstance(node, Application))
 
 
-def _done(task: Task) -> bool:
-    return task.execution.state in (State.TERMINATED, State.UNKNOWN, State.STOPPED)
+def _settled(task: Task) -> bool:
+    """Nothing more happens to ``task`` without a person: terminated, unknown or stopped."""
+    return task.execution.state in _SETTLED
 
 
 def _ready_leaves(task: Task) -> Iterator[Application]:
     """NEW commands that may start now, in order."""
-    if _done(task):
+    if _settled(task):
         return
     if isinstance(task, Application):
         if task.execution.state == State.NEW:
@@ -317,47 +439,75 @@ def _ready_leaves(task: Task) -> Iterator[Application]:
 
 
 def _update_collections(task: Task) -> bool:
-    """Recompute the state of the collections under ``task``; True if one changed."""
-    if not isinstance(task, TaskCollection):
+    """Recompute the state of the collections under ``task``; True if one changed.
+
+    A sequence moves past a child only once it TERMINATED, asking ``next()``;
+    a returncode that ``next()`` sets when it ends the sequence is kept,
+    otherwise a finished collection has returncode 0 if every child that ran
+    succeeded, else exit status 1.  A collection waiting on an UNKNOWN or
+    STOPPED child takes that state.
+    """
+    if not isinstance(task, TaskCollection) or task.execution.state == State.TERMINATED:
         return False
     changed = False
     for child in task.tasks:
         changed |= _update_collections(child)
-    before = (task.execution.state, task.execution.returncode)
+    execution = task.execution
+    before = (execution.state, execution.returncode)
+    rc_from_hook = False
+    blocked: State | None = None
     if isinstance(task, SequentialTaskCollection):
-        while task._current_task < len(task.tasks) and _done(task.tasks[task._current_task]):
-            if task.next(task._current_task) == State.TERMINATED:
+        while task._current_task < len(task.tasks):
+            child = task.tasks[task._current_task]
+            if child.execution.state != State.TERMINATED:
+                if child.execution.state in _SETTLED:
+                    blocked = child.execution.state
+                break
+            rc_before = execution.returncode
+            verdict = task.next(task._current_task)
+            if verdict == State.TERMINATED:
+                rc_from_hook = execution.returncode != rc_before
                 task._current_task = len(task.tasks)
                 break
             task._current_task += 1
         finished = task._current_task >= len(task.tasks)
     else:
-        finished = all(_done(child) for child in task.tasks)
+        finished = all(_settled(child) for child in task.tasks)
+        stuck = [c.execution.state for c in task.tasks if c.execution.state in (State.UNKNOWN, State.STOPPED)]
+        if finished and stuck:
+            finished, blocked = False, stuck[0]
     if finished:
-        failed = any(c.execution.returncode != 0 for c in task.tasks if _done(c))
-        task.execution.returncode = 1 << 8 if failed else 0
-        task.execution.state = State.TERMINATED
-    elif any(c.execution.state != State.NEW for c in task.tasks):
-        task.execution.state = State.RUNNING
-    return changed or (task.execution.state, task.execution.returncode) != before
+        if not rc_from_hook:
+            failed = any(c.execution.returncode != 0 for c in task.tasks
+                         if c.execution.state == State.TERMINATED)
+            execution.returncode = 1 << 8 if failed else 0
+        execution.state = State.TERMINATED
+    elif blocked is not None:
+        execution.state = blocked
+    else:
+        execution.state = State.RUNNING if any(c.execution.state != State.NEW for c in task.tasks) \
+            else State.NEW
+    return changed or (execution.state, execution.returncode) != before
 
 
 # --- files ------------------------------------------------------------------------------
 def _stage_in(task: Application, workdir: str) -> None:
-    if os.path.isdir(workdir):
-        shutil.rmtree(workdir)  # a previous attempt of this same number never started
+    """Make the run's working directory and link (or copy) the declared inputs into it."""
     fsio.make_dirs(workdir, durable=False)
     for source, name in task.inputs.items():
         target = os.path.join(workdir, name)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.dirname(name):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
         try:
             os.link(source, target)
+        except FileNotFoundError:
+            raise  # a missing input fails the run
         except OSError:
-            shutil.copy2(source, target)
+            shutil.copy2(source, target)  # another file system, or links not allowed
 
 
 def _collect_outputs(task: Application, workdir: str) -> list[str]:
-    """Move declared outputs and the std streams into ``output_dir``; return missing names."""
+    """Move declared outputs and the std streams into ``output_dir``; return missing outputs."""
     missing: list[str] = []
     wanted = dict(task.outputs)
     for stream in {task.stdout, task.stderr} - {None}:
@@ -369,13 +519,13 @@ def _collect_outputs(task: Application, workdir: str) -> list[str]:
         source = os.path.join(workdir, name)
         target = os.path.join(task.output_dir, dest)
         if not os.path.exists(source):
-            if os.path.exists(target):
-                continue  # collected by an earlier, interrupted finish
-            missing.append(name)
-            continue
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+            if name in task.outputs and not os.path.exists(target):
+                missing.append(name)
+            continue  # a stream, or collected by an earlier, interrupted finish
+        if os.path.dirname(dest):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.move(source, target)
-    return [m for m in missing if m in task.outputs]
+    return missing
 
 
-__all__ = ["Engine", "RESUME_POLICIES"]
+__all__ = ["Engine", "RESUME_POLICIES", "SIGNAL_DATA_STAGING", "SIGNAL_HOOK_FAILED"]

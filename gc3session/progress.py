@@ -9,45 +9,72 @@ readable.
 from __future__ import annotations
 
 import math
+import os
 import time
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
+#: Seconds between two plain progress lines (when the stream is not a terminal).
 PLAIN_INTERVAL = 10.0
+#: Seconds between two refreshes of the progress bar on a terminal.
+TTY_INTERVAL = 0.2
 _STATE_ORDER = ("NEW", "SUBMITTED", "RUNNING", "TERMINATING", "TERMINATED", "STOPPED", "UNKNOWN")
 
 
 class ProgressReporter:
-    """Show how far a run got, on ``stream``."""
+    """Show how far a run got, on ``stream``.
+
+    :meth:`update` takes a function returning the engine's counts and calls
+    it only when something is to be shown (every :data:`TTY_INTERVAL`
+    seconds on a terminal, every :data:`PLAIN_INTERVAL` seconds otherwise),
+    because counting a large session on every pass would cost more than the
+    pass.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._bar: Any = None
-        self._last_plain = 0.0
+        self._last = -math.inf
         self._tty = hasattr(stream, "isatty") and stream.isatty()
 
-    def update(self, counts: dict[str, int]) -> None:
-        """Show the new counts (cheap to call on every engine pass)."""
-        done = counts["TERMINATED"]
-        running = counts["RUNNING"] + counts["SUBMITTED"] + counts["TERMINATING"]
+    def update(self, counts: Callable[[], dict[str, int]], force: bool = False) -> None:
+        """Show the current counts if it is time to (always with ``force``)."""
+        now = time.monotonic()
+        if not force and now - self._last < (TTY_INTERVAL if self._tty else PLAIN_INTERVAL):
+            return
+        self._last = now
+        current = counts()
+        done = current["TERMINATED"]
+        running = current["RUNNING"] + current["SUBMITTED"] + current["TERMINATING"]
         if self._tty:
             if self._bar is None:
                 from tqdm import tqdm
-                self._bar = tqdm(total=counts["total"], file=self.stream, unit="task",
-                                 dynamic_ncols=True)
-            self._bar.total = counts["total"]
-            self._bar.n = done
-            self._bar.set_postfix(running=running, failed=counts["failed"], refresh=False)
+                # a terminal that reports no size (some ptys) would get an empty bar
+                sized = _columns(self.stream) > 0
+                self._bar = tqdm(total=current["total"], initial=done, file=self.stream, unit="task",
+                                 dynamic_ncols=sized, ncols=None if sized else 80,
+                                 nrows=None if sized else 24)
+            self._bar.total = current["total"]
+            self._bar.set_postfix(running=running, failed=current["failed"], refresh=False)
+            self._bar.update(done - self._bar.n)
             self._bar.refresh()
-        elif time.monotonic() - self._last_plain >= PLAIN_INTERVAL:
-            self._last_plain = time.monotonic()
-            print(f"{time.strftime('%H:%M:%S')} {done}/{counts['total']} done,"
-                  f" {running} running, {counts['failed']} failed", file=self.stream, flush=True)
+        else:
+            print(f"{time.strftime('%H:%M:%S')} {done}/{current['total']} done,"
+                  f" {running} running, {current['failed']} failed", file=self.stream, flush=True)
 
-    def close(self) -> None:
-        """Finish the live display."""
+    def close(self, counts: Callable[[], dict[str, int]] | None = None) -> None:
+        """Finish the live display (showing ``counts`` one last time on a terminal)."""
         if self._bar is not None:
+            if counts is not None:
+                self.update(counts, force=True)
             self._bar.close()
             self._bar = None
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def status_table(counts: dict[str, int]) -> str:

@@ -31,8 +31,11 @@ class SessionBusyError(SessionError, BlockingIOError):
 def driver_lock(session_path: str) -> Iterator[None]:
     """Hold the session's driver lock for the duration of the block.
 
+    The file is opened close-on-exec, so commands started by the driver
+    never inherit the lock and cannot keep it after the driver died.
+
     :raises SessionBusyError: at once (no waiting) if another process holds it,
-        with "session in use by pid N on HOST since TIME".
+        with "session in use by pid N on HOST since TIME (PATH)".
     """
     path = os.path.join(session_path, LOCK_FILENAME)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -41,7 +44,7 @@ def driver_lock(session_path: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
             owner = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
-            raise SessionBusyError(f"session {session_path} in use by {owner}",
+            raise SessionBusyError(f"session in use by {owner} ({session_path})",
                                    path=path, owner=owner) from err
         note = (f"pid {os.getpid()} on {socket.gethostname()} since "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n").encode()
