@@ -20,8 +20,9 @@ import sys
 import tempfile
 import time
 
-MODULES = ["tests/test_faults.py", "tests/test_crash_harness.py", "tests/test_hostile.py",
-           "tests/test_load.py", "tests/test_plainbox_crash.py"]
+MODULES = ["tests/test_faults.py", "tests/test_plainbox_faults.py", "tests/test_crash_harness.py",
+           "tests/test_plainbox_crash.py", "tests/test_hostile.py", "tests/test_fuzz_inputs.py",
+           "tests/test_load.py"]
 
 
 def main(argv: list[str] | None = None) -> int:
