@@ -100,6 +100,9 @@ class FilesystemStore(Store):
 
     def _ensure_directory(self) -> None:
         if not os.path.isdir(self.directory):
+            if os.path.lexists(self.directory):
+                raise StoreWriteError(f"store path {self.directory} exists and is not a directory",
+                                      path=self.directory, step="mkdir")
             fsio.make_dirs(self.directory, durable=self.durable)
 
     @contextlib.contextmanager
@@ -125,6 +128,8 @@ class FilesystemStore(Store):
             try:
                 text = fsio.read_bytes(path, on_missing=lambda: b"").decode("ascii").strip()
                 first = int(text) if text else self._scan_next_seqno()
+                if first < 1:
+                    raise ValueError(f"{first} is not a positive number")
             except (OSError, ValueError, UnicodeDecodeError) as err:
                 raise IdAllocationError(
                     f"cannot read id counter {path!r}: {err}; it must hold one decimal"
@@ -239,6 +244,9 @@ class FilesystemStore(Store):
             data = fsio.read_bytes(path)
         except FileNotFoundError:
             return {} if not self._shards() else None
+        except OSError as err:  # not a directory, a symlink (ELOOP), unreadable
+            raise LoadError(f"cannot read the state log {path}: {err.strerror}",
+                            location=path, cause=str(err)) from err
         states: dict[str, str | None] = {}
         for line in data.split(b"\n")[:-1]:  # a torn last line has no newline
             pid, _, state = line.decode("ascii", "replace").partition(" ")

@@ -16,9 +16,14 @@ Schema (version 1)
     value  BIGINT
 
 ``schema:<table>`` holds the schema version so that later versions can
-migrate; ``next_id:<table>`` is the id counter, advanced by an ``UPDATE`` in
-its own transaction (the row lock makes it unique across processes and
-hosts).  Missing ``extra_fields`` columns are added with ``ALTER TABLE``.
+migrate (a table of a newer version is refused, not written over);
+``next_id:<table>`` is the id counter, advanced by an ``UPDATE`` in its own
+transaction (the row lock makes it unique across processes and hosts).  A
+counter row that is missing for a table that already holds records starts
+above the highest id in it, so ids are never handed out twice.  SQLite
+table names are case-insensitive, so its keys use the lower-case name: the
+tables ``Runs`` and ``runs`` are one table with one counter.  Missing
+``extra_fields`` columns are added with ``ALTER TABLE``.
 
 Transactions and retries
 ------------------------
@@ -53,6 +58,7 @@ from gc3session.exceptions import (IdAllocationError, InvalidTableName, InvalidT
                                    InvalidValue, LoadError, RecordNotFoundError,
                                    SerializationError, StoreLockedError, StoreUnavailableError,
                                    StoreWriteError)
+from gc3session.persistence.idfactory import is_valid_id
 from gc3session.persistence.serialization import Record
 from gc3session.persistence.store import Store
 from gc3session.persistence.url import StoreUrl
@@ -60,6 +66,8 @@ from gc3session.persistence.url import StoreUrl
 SCHEMA_VERSION = 1
 META_TABLE = "gc3session_meta"
 DEFAULT_TABLE = "store"
+#: SQLite's name for a database that lives in memory only.
+MEMORY = ":memory:"
 RETRY_DEADLINE = 60.0
 #: PostgreSQL advisory lock key taken while creating or migrating tables.
 _SCHEMA_LOCK_KEY = 0x6763_3373  # "gc3s"
@@ -79,7 +87,8 @@ def validate_table_name(name: Any) -> str:
     ...
     gc3session.exceptions.InvalidTableName: invalid SQL table name 'x; DROP TABLE store': use letters, digits and _ (at most 63, not starting with a digit)
     """
-    if not isinstance(name, str) or not _TABLE_RE.fullmatch(name) or name == META_TABLE:
+    # The meta table's name is refused in any case: SQLite and MySQL fold case.
+    if not isinstance(name, str) or not _TABLE_RE.fullmatch(name) or name.lower() == META_TABLE:
         raise InvalidTableName(
             f"invalid SQL table name {name!r}: use letters, digits and _"
             " (at most 63, not starting with a digit)", table=name)
@@ -100,7 +109,14 @@ class SqlStore(Store):
 
     The engine is created lazily at first use and dropped by :meth:`pre_fork`,
     so a store can be built before a ``fork()`` and used after it.
+
+    ``busy_timeout`` (SQLite's wait for a lock, per attempt) and
+    ``retry_deadline`` (how long "database is locked" is retried in all) are
+    class attributes, so a subclass can tune them for its workload.
     """
+
+    busy_timeout: float = 30.0
+    retry_deadline: float = RETRY_DEADLINE
 
     def __init__(self, url: "str | StoreUrl", table_name: str | None = None,
                  extra_fields: ExtraFields | None = None, create: bool = True, *,
@@ -119,6 +135,8 @@ class SqlStore(Store):
             if column.name in ("id", "data", "state", "cls"):
                 raise InvalidValue(f"extra field {column.name!r} clashes with a built-in column")
         self._extra_fields = dict(extra_fields or {})
+        # SQLite folds table names to one case: one table, one set of meta rows.
+        self._meta_name = self.table_name.lower() if self.is_sqlite else self.table_name
         self._create = create and not readonly
         self._engine_obj: Engine | None = None
         self._table_obj: sa.Table | None = None
@@ -128,7 +146,14 @@ class SqlStore(Store):
     @property
     def _engine(self) -> Engine:
         if self._engine_obj is None:
-            self._engine_obj = self._make_engine()
+            try:
+                self._engine_obj = self._make_engine()
+            except (ImportError, sa.exc.NoSuchModuleError) as err:
+                raise StoreUnavailableError(
+                    f"cannot open {self.location('-')}: its database driver is not installed"
+                    f" ({err}); install it (PostgreSQL: pip install 'gc3session[postgresql]';"
+                    " MySQL: pip install PyMySQL and use mysql+pymysql://)",
+                    url=str(self.url), table=self.table_name) from err
             try:
                 self._retry(self._init_schema)
             except sa.exc.SQLAlchemyError as err:
@@ -163,7 +188,7 @@ class SqlStore(Store):
         if drivername == "postgresql":
             drivername = "postgresql+psycopg"  # psycopg 3, our declared driver
         query: dict[str, Any] = {}
-        for key, _, value in (p.partition("=") for p in url.query.split("&") if p):
+        for key, value in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
             query.setdefault(key, []).append(value)
         return sa.URL.create(drivername, username=url.username, password=url.password,
                              host=url.host, port=url.port, database=url.database or None,
@@ -179,13 +204,16 @@ class SqlStore(Store):
                 wal = os.path.exists(self.url.path + "-wal")
                 engine = sa.create_engine(
                     f"sqlite:///file:{urllib.parse.quote(self.url.path)}?mode=ro"
-                    f"{'' if wal else '&immutable=1'}&uri=true", connect_args={"timeout": 30})
+                    f"{'' if wal else '&immutable=1'}&uri=true",
+                    connect_args={"timeout": self.busy_timeout})
             else:
-                if self.url.path:
+                if self.url.path not in ("", MEMORY):
                     fsio.make_dirs(os.path.dirname(self.url.path), durable=self.durable)
                     fsio.create_private(self.url.path)  # SQLite gives -wal/-shm the same mode
-                engine = sa.create_engine(self._sqlalchemy_url(), connect_args={"timeout": 30})
+                engine = sa.create_engine(self._sqlalchemy_url(),
+                                           connect_args={"timeout": self.busy_timeout})
             synchronous = "FULL" if self.durable else "OFF"
+            busy_ms = int(self.busy_timeout * 1000)
             journal = "" if self.readonly else "PRAGMA journal_mode=WAL"
 
             @event.listens_for(engine, "connect")
@@ -195,7 +223,7 @@ class SqlStore(Store):
                 if journal:
                     cursor.execute(journal)
                 cursor.execute(f"PRAGMA synchronous={synchronous}")
-                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
                 cursor.close()
 
             @event.listens_for(engine, "begin")
@@ -234,27 +262,59 @@ class SqlStore(Store):
         with engine.begin() as conn:
             self._lock_schema(conn)
             inspector = sa.inspect(conn)
-            existing = set(inspector.get_table_names())
-            if self.table_name not in existing or META_TABLE not in existing:
+            # has_table() follows the database's own rules for names (SQLite:
+            # case-insensitive), where a lookup in get_table_names() would not.
+            had_table = inspector.has_table(self.table_name)
+            had_meta = inspector.has_table(META_TABLE)
+            if not had_table or (not had_meta and not self.readonly):
                 if not self._create:
                     raise LoadError(f"no table {self.table_name} in {self.url} (create=False)",
                                     location=self.location("-"), cause="missing table")
                 metadata.create_all(conn, checkfirst=True)
-            elif not self.readonly:
-                have = {c["name"] for c in inspector.get_columns(self.table_name)}
+            if had_table and not self.readonly:
+                # Schema migration: a table made by an earlier version, by GC3Pie
+                # (no ``cls``) or without a newly declared extra field.
+                have = {c["name"].lower() for c in inspector.get_columns(self.table_name)}
                 for column in table.columns:
-                    if column.name not in have:  # schema migration: new extra field
+                    if column.name.lower() not in have:
                         ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
                         conn.exec_driver_sql(
                             f"ALTER TABLE {conn.dialect.identifier_preparer.quote(self.table_name)}"
                             f" ADD COLUMN {ddl}")
-            for key, value in ((f"schema:{self.table_name}", SCHEMA_VERSION),
-                               (f"next_id:{self.table_name}", 1)):
-                if self.readonly:
-                    break
-                if conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).first() is None:
-                    conn.execute(meta.insert().values(key=key, value=value))
+            if had_meta:
+                self._check_schema_version(conn, meta)
+            if not self.readonly:
+                self._init_meta_rows(conn, table, meta, had_table)
         self._table_obj, self._meta_obj = table, meta
+
+    def _check_schema_version(self, conn: Connection, meta: sa.Table) -> None:
+        """Refuse a table whose schema is newer than this version knows (never write over it)."""
+        version = conn.execute(sa.select(meta.c.value)
+                               .where(meta.c.key == f"schema:{self._meta_name}")).scalar()
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreUnavailableError(
+                f"{self.location('-')} has schema version {version}; this gc3session reads"
+                f" version {SCHEMA_VERSION} and older: upgrade gc3session",
+                url=str(self.url), table=self.table_name)
+
+    def _init_meta_rows(self, conn: Connection, table: sa.Table, meta: sa.Table,
+                        had_table: bool) -> None:
+        """Insert the schema and counter rows that are missing.
+
+        A missing counter of a table that already has records (a table
+        copied in, a meta table dropped) starts above its highest id number.
+        """
+        key = f"schema:{self._meta_name}"
+        if conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).first() is None:
+            conn.execute(meta.insert().values(key=key, value=SCHEMA_VERSION))
+        key = f"next_id:{self._meta_name}"
+        if conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).first() is None:
+            first = 1
+            if had_table:
+                seqnos = [int(pid.rpartition(".")[2]) for (pid,) in conn.execute(sa.select(table.c.id))
+                          if is_valid_id(pid)]
+                first = max(seqnos, default=0) + 1
+            conn.execute(meta.insert().values(key=key, value=first))
 
     def _lock_schema(self, conn: Connection) -> None:
         """Serialize schema set-up between processes (two ``CREATE TABLE`` would clash).
@@ -268,7 +328,7 @@ class SqlStore(Store):
 
     # --- retries ---------------------------------------------------------------
     def _retry(self, operation: Callable[[], _T]) -> _T:
-        deadline = time.monotonic() + RETRY_DEADLINE
+        deadline = time.monotonic() + self.retry_deadline
         delay = 0.005
         while True:
             try:
@@ -278,7 +338,7 @@ class SqlStore(Store):
                     raise
                 if time.monotonic() > deadline:
                     raise StoreLockedError(
-                        f"{self.location('-')}: database stayed busy for {RETRY_DEADLINE:.0f}s:"
+                        f"{self.location('-')}: database stayed busy for {self.retry_deadline:g}s:"
                         f" {err.orig}", step="commit", table=self.table_name) from err
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
@@ -290,7 +350,7 @@ class SqlStore(Store):
 
     def _allocate_ids(self, n: int) -> int:
         meta = self._meta_table()
-        key = f"next_id:{self.table_name}"
+        key = f"next_id:{self._meta_name}"
 
         def allocate() -> int:
             with self._engine.begin() as conn:
@@ -401,25 +461,37 @@ class SqlStore(Store):
 
     def _list_ids(self) -> list[str]:
         table = self._tables
-        with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
-            return [row[0] for row in conn.execute(sa.select(table.c.id))]
+        try:
+            with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
+                return [row[0] for row in conn.execute(sa.select(table.c.id))]
+        except sa.exc.SQLAlchemyError as err:
+            raise LoadError(f"cannot list the records of {self.location('-')}: {err}",
+                            location=self.location("-"), cause=str(err)) from err
 
     def _states(self, pids: list[str] | None) -> dict[str, str | None]:
         table = self._tables
         query = sa.select(table.c.id, table.c.state)
-        with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
-            if pids is None:
-                return {row[0]: row[1] for row in conn.execute(query)}
-            result: dict[str, str | None] = {}
-            for chunk in _chunks(pids, 500):
-                result.update((row[0], row[1]) for row in conn.execute(query.where(table.c.id.in_(chunk))))
-            return result
+        result: dict[str, str | None] = {}
+        try:
+            with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
+                if pids is None:
+                    result.update((row[0], row[1]) for row in conn.execute(query))
+                for chunk in _chunks(pids or [], 500):
+                    query_chunk = query.where(table.c.id.in_(chunk))
+                    result.update((row[0], row[1]) for row in conn.execute(query_chunk))
+        except sa.exc.SQLAlchemyError as err:
+            raise LoadError(f"cannot read the states of {self.location('-')}: {err}",
+                            location=self.location("-"), cause=str(err)) from err
+        return result
 
     def pre_fork(self) -> None:
-        """Drop the engine: connections must not be shared with a forked child."""
-        if self._engine_obj is not None:
-            self._engine_obj.dispose(close=False)
-            self._engine_obj = None
+        """Close the connections: none must be shared with a forked child.
+
+        They are closed (not just forgotten) because this runs in the parent
+        before the fork: nothing is shared yet, and a forgotten connection
+        would stay open until garbage collection.
+        """
+        self.close()
 
     def post_fork(self) -> None:
         """In the child: forget inherited connections and the parent's id block."""

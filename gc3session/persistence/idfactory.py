@@ -15,6 +15,7 @@ class-level state, so two stores never share a pool.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any, Callable
 
 from ..exceptions import InvalidValue
@@ -80,7 +81,8 @@ class IdFactory:
 
     Blocks grow from 8 to 1024 numbers, so a short script wastes few numbers
     and a bulk load pays one counter update per thousand objects.  Numbers of
-    an unused block are skipped, never reused.
+    an unused block are skipped, never reused.  A lock makes a factory safe
+    to share between threads (two threads must never take the same number).
     """
 
     MIN_BLOCK = 8
@@ -92,26 +94,45 @@ class IdFactory:
         self._next = 0
         self._end = 0
         self._block = self.MIN_BLOCK
+        self._lock = threading.Lock()
 
     def reserve(self, n: int) -> None:
         """Make sure the next ``n`` ids need no further allocation (gc3libs API)."""
         if n <= 0:
             raise InvalidValue(f"reserve() needs a positive count, not {n!r}")
-        if self._end - self._next < n:
-            self._next = self._allocate(n)
-            self._end = self._next + n
+        with self._lock:
+            if self._end - self._next < n:
+                self._next = self._allocate(n)
+                self._end = self._next + n
 
     def new(self, obj: Any) -> Id:
         """Return a fresh id for ``obj`` (prefix: its class name)."""
-        if self._next >= self._end:
-            self._next = self._allocate(self._block)
-            self._end = self._next + self._block
-            self._block = min(self._block * 2, self.MAX_BLOCK)
-        seqno = self._next
-        self._next += 1
+        with self._lock:
+            if self._next >= self._end:
+                self._next = self._allocate(self._block)
+                self._end = self._next + self._block
+                self._block = min(self._block * 2, self.MAX_BLOCK)
+            seqno = self._next
+            self._next += 1
         prefix = self._prefix or type(obj).__name__
         return Id(prefix, seqno)
 
     def forget_block(self) -> None:
-        """Drop the cached block (after ``fork()``: the child must not reuse it)."""
+        """Drop the cached block (after ``fork()``: the child must not reuse it).
+
+        The lock is made anew: a thread of the parent may have held it at the
+        fork, and in the child nobody would ever release it.
+        """
+        self._lock = threading.Lock()
         self._next = self._end = 0
+
+    def skip_past(self, seqno: int) -> None:
+        """Never hand out ``seqno`` or a lower number from the cached block.
+
+        Called after records were written under ids that did not come from
+        this factory (copied records): the store's counter has been moved
+        past them, and a cached block below that point is dropped.
+        """
+        with self._lock:
+            if self._next <= seqno:
+                self._next = self._end = 0

@@ -51,7 +51,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from ..exceptions import (ClassNotFoundError, CorruptRecordError,
+from ..exceptions import (ClassNotFoundError, CorruptRecordError, InvalidValue,
                           SerializationError, UnsafeRecordError)
 from .idfactory import Id
 
@@ -124,6 +124,7 @@ _ALLOWED_BUILTINS = {
     "datetime:timezone", "decimal:Decimal", "uuid:UUID", "fractions:Fraction",
     "pathlib:PurePosixPath", "pathlib:PosixPath", "pathlib:Path",
     "copyreg:_reconstructor", "enum:Enum",
+    "gc3session.exceptions:_rebuild",  # how gc3session's exceptions pickle
 }
 
 
@@ -139,7 +140,8 @@ def relocate(old: str, new: str) -> None:
     >>> del _relocations["oldpkg.tasks:MyTask"]; _class_cache.clear()
     """
     if (":" in old) != (":" in new):
-        raise ValueError("relocate() needs two class paths or two module names")
+        raise InvalidValue(f"relocate() needs two class paths or two module names,"
+                           f" not {old!r} and {new!r}")
     _relocations[old] = new
     _class_cache.clear()
 
@@ -167,6 +169,27 @@ def _is_allowed(path: str) -> bool:
     return (path in _ALLOWED_BUILTINS or path in _allowed_classes
             or module + "." in _ALLOWED_MODULE_PREFIXES
             or module.startswith(_ALLOWED_MODULE_PREFIXES))
+
+
+#: Modules of gc3session whose classes are plain data (their constructors touch nothing).
+_DATA_MODULES = ("gc3session.task", "gc3session.persistence.idfactory",
+                 "gc3session.persistence.url")
+
+
+def _is_own_data_class(obj: Any, path: str) -> bool:
+    """Tell whether ``obj``, found under an allowed module prefix, may be built by a load.
+
+    A pickle can *call* whatever it resolves, so the module-prefix allowance
+    covers only classes defined exactly at ``path`` (not functions, and not
+    names a module merely imports: ``stores.filesystem:os.system`` resolves
+    to ``os.system``), and only data classes: records, exceptions and the
+    classes of the data modules.  A session or store class, whose
+    constructor creates files, is never built by an untrusted load.
+    """
+    if not isinstance(obj, type) or class_path(obj) != path:
+        return False
+    return (issubclass(obj, (Persistable, BaseException))
+            or obj.__module__ in _DATA_MODULES)
 
 
 def find_class(path: str, *, trusted: bool = True) -> Any:
@@ -203,6 +226,10 @@ def _find_class(path: str, trusted: bool) -> Any:
     except (ImportError, AttributeError, ValueError) as err:
         raise ClassNotFoundError(f"cannot import class {path}: {err}",
                                  cls=path, cause=str(err)) from err
+    if (not trusted and path not in _ALLOWED_BUILTINS and path not in _allowed_classes
+            and not _is_own_data_class(obj, path)):
+        raise UnsafeRecordError(f"{path} is not a data class of gc3session and is not allowed"
+                                " in an untrusted load", cls=path, cause="not on the allow-list")
     return obj
 
 
@@ -288,11 +315,16 @@ def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
         # pickle runs at C speed without a Python hook per object.  A
         # Persistable met on the way raises _NeedsReferences (its
         # __reduce_ex__ checks _fast_path), and the state is pickled again
-        # with the reference hook.
+        # with the reference hook.  Both pickles come from one pickler, as on
+        # the slow path: the loader reads them with one unpickler, whose memo
+        # spans both, so memo indices must count across the two pickles.
+        fast = io.BytesIO()
         _fast_path.active = True
         try:
-            payload = (pickle.dumps(args, PICKLE_PROTOCOL)
-                       + pickle.dumps((state, listitems, dictitems), PICKLE_PROTOCOL))
+            pickler = pickle.Pickler(fast, PICKLE_PROTOCOL)
+            pickler.dump(args)
+            pickler.dump((state, listitems, dictitems))
+            payload = fast.getvalue()
         except _NeedsReferences:
             payload = b""
         finally:

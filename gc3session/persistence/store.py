@@ -33,7 +33,7 @@ import abc
 import weakref
 from typing import Any, Iterable, Mapping
 
-from ..exceptions import InvalidValue, LoadError, ReadOnlyStoreError
+from ..exceptions import CorruptRecordError, InvalidValue, LoadError, ReadOnlyStoreError
 from .idfactory import Id, IdFactory, is_valid_id
 from .serialization import Decoder, Record, encode, parse_header
 from .url import StoreUrl
@@ -220,16 +220,41 @@ class Store(abc.ABC):
         return self._read(str(_check_id(id_)))
 
     def write_records(self, records: Mapping[str, bytes]) -> None:
-        """Write raw record bytes verbatim, as one unit (the copy of :meth:`read_record`)."""
+        """Write raw record bytes verbatim, as one unit (the copy of :meth:`read_record`).
+
+        The id counter is first moved past every id written, so that later
+        saves never hand out (and overwrite) a copied record's id.
+        """
         self._check_writable()
         batch = []
         for pid, data in records.items():
-            header = parse_header(data)
-            batch.append(Record(id=_check_id(pid), data=data, obj=None,
+            record_id = _check_id(pid)
+            try:
+                header = parse_header(data)
+            except ValueError as err:  # refused before anything is written
+                raise CorruptRecordError(f"refusing to write {record_id} to {self.location(record_id)}:"
+                                         f" {err}", id=record_id, location=self.location(record_id),
+                                         cause=str(err)) from err
+            batch.append(Record(id=record_id, data=data, obj=None,
                                 state=header.state, cls=header.cls))
+        if batch:
+            self._advance_counter_past(max(record.id.seqno for record in batch))
         self._write(batch)
         for record in batch:
             self._cache.pop(record.id, None)
+
+    def _advance_counter_past(self, seqno: int) -> None:
+        """Make the id counter never hand out ``seqno`` or a lower number again.
+
+        Built on :meth:`_allocate_ids` alone: one number is taken to learn
+        where the counter stands, and the gap up to ``seqno`` is taken too if
+        the counter is behind.  Other processes only move the counter up
+        meanwhile, which keeps this correct without a lock.
+        """
+        first = self._allocate_ids(1)
+        if first < seqno:
+            self._allocate_ids(seqno - first)
+        self.idfactory.skip_past(seqno)
 
     def invalidate_cache(self) -> None:
         """Forget every cached object, so the next load reads the store."""

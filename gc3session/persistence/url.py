@@ -86,8 +86,12 @@ class StoreUrl:
             raise InvalidUrlError(f"invalid port in store URL: {err}", url=_redact(text)) from err
         path = unquote(parts.path)
         if scheme.split("+")[0] == "sqlite":
-            # SQLAlchemy: "sqlite:///rel.db" is relative, "sqlite:////abs.db" absolute.
-            path = os.path.abspath(path[1:]) if path.startswith("/") and path != "/" else path
+            # SQLAlchemy: "sqlite:///rel.db" is relative, "sqlite:////abs.db" absolute;
+            # "sqlite://" and "sqlite:///:memory:" are a database in memory.
+            if path.startswith("/") and path not in ("/", "/:memory:"):
+                path = os.path.abspath(path[1:])
+            elif path in ("/", "/:memory:"):
+                path = path[1:]
         return cls(
             scheme=scheme,
             path=path,
@@ -128,7 +132,7 @@ class StoreUrl:
         if self.scheme == "file":
             text = "file://" + quote(self.path)
         elif self.base_scheme == "sqlite":
-            text = f"{self.scheme}:///" + (self.path if self.path else "")
+            text = f"{self.scheme}://" + (f"/{self.path}" if self.path else "")
         else:
             netloc = ""
             if self.username is not None:
