@@ -1,0 +1,509 @@
+"""``gsession fsck``: check a session's index against its store, and repair what is safe.
+
+What is checked
+---------------
+Every record of the store is read and decoded, and the references it holds
+are noted; a referenced record that cannot be loaded is replaced by a
+stand-in for that decode, so one damaged record is reported as itself and
+never hides the records that refer to it.
+
+=================  ==========================================================  ========
+kind               what it means                                               class
+=================  ==========================================================  ========
+``corrupt-index``  ``session_ids.txt`` is missing or holds something else      problem
+``missing-record`` an id listed in ``session_ids.txt`` has no record           problem
+``dangling-ref``   a record refers to an id that has no record                 problem
+``unloadable``     a record exists but cannot be decoded (id, place, cause)    problem
+``stale-states``   ``.states`` contradicts an older record of the session      problem
+``orphan``         a record neither listed nor referenced by a listed task     leftover
+``stale-states``   ``.states`` lags a write killed in flight (see below)       leftover
+``tmp-file``       a temporary file of a writer that was killed                leftover
+``torn-index``     a last index line without its newline (an append killed)    leftover
+=================  ==========================================================  ========
+
+Clean after a crash
+-------------------
+A session is *clean* when it has no problems; leftovers may remain.
+Leftovers are exactly what a process killed in the middle of a write leaves
+by design, and none of them changes what the session's tasks are or what
+they hold:
+
+* an add or a batch flush writes records before the index, so a kill in
+  between leaves the records of an add that never returned: orphans;
+* a remove takes the id out of the index before deleting the records (the
+  parent first), so a kill in between leaves the removed task, or some of
+  its children, as orphans;
+* record and index writes go through temporary files, so a kill leaves at
+  most one temporary file per writer (it never shadows a record);
+* ``.states`` is appended after the renames of a batch and after deletions,
+  so a kill in between leaves it lagging about the ids of that write only:
+  ids outside the session (an add or a remove in flight), or records whose
+  rename (their ctime) is not older than the log's last append (a save in
+  flight).  A log that contradicts a record of the session renamed before
+  its last append was damaged otherwise, and that is a problem;
+* an append of the index killed half-way leaves a last line without its
+  newline, which readers ignore and the next append cuts off.
+
+Records saved with ``session.save()`` but never added, and the records of
+other sessions sharing one SQL table, are orphans too; this is why orphans
+are never deleted unless asked for (``orphans="delete"``).
+
+Repairs (``repair=True``, under the session's driver lock)
+-----------------------------------------------------------
+* ``missing-record``: the id is dropped from the index (there is no data);
+* ``corrupt-index``: the damaged file is kept as ``session_ids.txt.damaged-<time>``
+  and a new index lists every record that no other record refers to;
+* ``stale-states``: ``.states`` is rebuilt from the record headers;
+* ``tmp-file``: removed, unless the process that wrote it is still alive;
+* ``torn-index``: the index is rewritten without the torn line;
+* ``orphan``: kept (default), added to the index (``orphans="adopt"``), or
+  deleted (``orphans="delete"``, only when every record of the orphan's tree
+  decodes);
+* ``unloadable`` and ``dangling-ref`` are never repaired: nothing that cannot
+  be loaded is deleted or rewritten.  The findings say which record and why,
+  for a human to decide.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from . import fsio, index, sessiondir
+from .exceptions import CorruptSessionError, InvalidValue, LoadError, SessionNotFoundError
+from .persistence.idfactory import Id
+from .persistence.registry import make_store
+from .persistence.serialization import Decoder, parse_header
+from .persistence.store import Store
+from .sessionlock import driver_lock
+
+ORPHAN_POLICIES = ("keep", "adopt", "delete")
+SCAN_BATCH = 500
+
+#: fsck exit statuses (``gsession fsck``).
+CLEAN = 0
+REPAIRED = 2
+PROBLEMS = 4
+
+
+@dataclass
+class Finding:
+    """One thing fsck found: its kind, the id or file concerned, and what was done."""
+
+    kind: str
+    message: str
+    leftover: bool
+    id: str | None = None
+    path: str | None = None
+    cause: str | None = None
+    repaired: bool = False
+    action: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The finding as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    """The result of :func:`check`."""
+
+    session: str
+    store: str
+    listed: int
+    records: int
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[Finding]:
+        """Findings that are errors (leftovers of killed writers are not)."""
+        return [f for f in self.findings if not f.leftover]
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing but leftovers was found."""
+        return not self.problems
+
+    @property
+    def status(self) -> str:
+        """``clean``, ``repaired`` (every problem was fixed) or ``problems``."""
+        if self.clean:
+            return "clean"
+        return "repaired" if all(f.repaired for f in self.problems) else "problems"
+
+    @property
+    def exit_status(self) -> int:
+        """:data:`CLEAN`, :data:`REPAIRED` or :data:`PROBLEMS`."""
+        return {"clean": CLEAN, "repaired": REPAIRED, "problems": PROBLEMS}[self.status]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return {"session": self.session, "store": self.store, "listed": self.listed,
+                "records": self.records, "status": self.status,
+                "findings": [f.as_dict() for f in self.findings]}
+
+
+class _Reference:
+    """Stands for a referenced record that cannot be loaded, while its parent is decoded."""
+
+    def __init__(self, pid: str) -> None:
+        self.persistent_id = pid
+
+
+class _ReferenceRecorder(dict):  # type: ignore[type-arg]
+    """A decoder memo that notes every id the record refers to.
+
+    The decoder looks each reference up in its memo before fetching it, so
+    every reference passes through here: it is noted and answered with the
+    object loaded through the store, or, if that fails (a missing or damaged
+    record), with a stand-in, so that the record itself is judged on its own
+    bytes and a bad child is reported once, as itself.
+    """
+
+    def __init__(self, root: str, load: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.root = root
+        self.refs: dict[str, None] = {}
+        self._load = load
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            if key == self.root:
+                raise
+        self.refs[key] = None
+        try:
+            obj = self._load(key)
+        except LoadError:
+            obj = _Reference(key)
+        super().__setitem__(key, obj)
+        return obj
+
+
+@dataclass
+class _Scan:
+    """Every record of a store: references, decodable or not, header state."""
+
+    refs: dict[str, list[str]] = field(default_factory=dict)
+    errors: dict[str, LoadError] = field(default_factory=dict)
+    states: dict[str, str | None] = field(default_factory=dict)  # records with a valid header
+
+
+def record_references(store: Store, pid: str, data: bytes) -> list[str]:
+    """Decode record ``pid`` (its bytes ``data``) alone; return the ids it refers to.
+
+    :raises LoadError: (a subclass) if the record cannot be decoded.
+    """
+    memo = _ReferenceRecorder(pid, store.load)
+    decoder = Decoder(lambda _pid: data, store.location, memo, trusted=store.trusted)
+    decoder.decode(pid, data)
+    return list(memo.refs)
+
+
+def read_records(store: Store, ids: list[str]) -> Iterator[tuple[str, "bytes | LoadError"]]:
+    """``(id, bytes)`` or ``(id, the LoadError that says why not)`` for each of ``ids``.
+
+    Records are read :data:`SCAN_BATCH` at a time: one query per batch on SQL
+    stores instead of one round trip per record.
+    """
+    for start in range(0, len(ids), SCAN_BATCH):
+        chunk = ids[start:start + SCAN_BATCH]
+        # Store._read_many is the batched read behind load_many; it leaves out
+        # what it cannot read, and read_record then raises the error that says why.
+        batch = store._read_many(chunk)
+        for pid in chunk:
+            if pid in batch:
+                yield pid, batch.pop(pid)
+                continue
+            try:
+                yield pid, store.read_record(pid)
+            except LoadError as err:
+                yield pid, err
+
+
+def _scan(store: Store) -> _Scan:
+    scan = _Scan()
+    ids = [str(i) for i in sorted(store.list(), key=lambda i: (i.seqno, i.prefix))]
+    for key, data in read_records(store, ids):
+        if isinstance(data, LoadError):
+            if getattr(data, "cause", None) != "missing":  # else: deleted since it was listed
+                scan.errors[key] = data
+            continue
+        try:
+            scan.states[key] = parse_header(data).state
+        except ValueError:
+            pass
+        try:
+            scan.refs[key] = record_references(store, key, data)
+        except LoadError as err:
+            scan.errors[key] = err
+    return scan
+
+
+def check(path: "str | os.PathLike[str]", *, repair: bool = False, orphans: str = "keep",
+          trusted: bool = True) -> Report:
+    """Check the session at ``path``; with ``repair``, fix what the module docstring lists.
+
+    Without ``repair`` nothing is written: the store is opened read-only.
+
+    :param orphans: ``keep``, ``adopt`` or ``delete`` (only with ``repair``).
+    :param trusted: False decodes records with the allow-list of untrusted loads.
+    :raises SessionNotFoundError: if there is no session at ``path``.
+    :raises CorruptSessionError: if ``store.url`` cannot be read (nothing to check against).
+    :raises SessionBusyError: with ``repair``, if a driver runs the session.
+    """
+    if orphans not in ORPHAN_POLICIES:
+        raise InvalidValue(f"orphans must be one of {', '.join(ORPHAN_POLICIES)}, not {orphans!r}")
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path) or not os.listdir(path):
+        raise SessionNotFoundError(f"no session in {path}", path=path)
+    sessiondir.read_store_url(path)  # before the driver lock file is made: is it a session?
+    if not repair:
+        return _Checker(path, False, orphans, trusted).run()
+    with driver_lock(path):
+        return _Checker(path, True, orphans, trusted).run()
+
+
+class _Checker:
+    def __init__(self, path: str, repair: bool, orphans: str, trusted: bool) -> None:
+        self.path = path
+        self.repair = repair
+        self.orphans = orphans
+        self.index_file = os.path.join(path, index.INDEX_FILENAME)
+        self.store = make_store(sessiondir.read_store_url(path), readonly=not repair,
+                                trusted=trusted)
+        self.findings: list[Finding] = []
+
+    def run(self) -> Report:
+        try:
+            listed, damaged = self._read_index()
+            scan = _scan(self.store)
+            report = Report(self.path, str(self.store.url), len(listed or ()),
+                            len(scan.refs) + len(scan.errors), self.findings)
+            if damaged is not None and self.repair:
+                self._rebuild_index(damaged, scan)
+            self._check_index(listed, scan)
+            self._check_refs(listed, scan)
+            self._check_tmp_files()
+            self._check_states(_closure(listed or [], scan.refs), scan)
+        finally:
+            self.store.close()
+        return report
+
+    def _add(self, kind: str, message: str, *, leftover: bool, **details: Any) -> Finding:
+        finding = Finding(kind, message, leftover, **details)
+        self.findings.append(finding)
+        return finding
+
+    # --- the index -----------------------------------------------------------
+    def _read_index(self) -> tuple[list[str] | None, Finding | None]:
+        """The listed ids, or None and the finding that says why there are none."""
+        try:
+            listed = sessiondir.read_index(self.path)
+        except CorruptSessionError as err:
+            return None, self._add("corrupt-index", str(err), leftover=False,
+                                   path=self.index_file, cause=str(err))
+        data = fsio.read_bytes(self.index_file)
+        if data and not data.endswith(b"\n"):
+            torn = self._add("torn-index", f"{self.index_file} ends with a line without its"
+                             " newline (an add killed while appending; readers ignore it)",
+                             leftover=True, path=self.index_file)
+            if self.repair:
+                with index.locked_dir(self.path):
+                    current = index.read(self.index_file)
+                    fsio.atomic_write(self.index_file, "".join(f"{i}\n" for i in current)
+                                      .encode("ascii"), mode=0o600)
+                self._repaired(torn, "rewrote the index without the torn line")
+        return listed, None
+
+    def _check_index(self, listed: list[str] | None, scan: _Scan) -> None:
+        if listed is None:
+            return
+        records = set(scan.refs) | set(scan.errors)
+        missing = [i for i in listed if i not in records]
+        findings = [self._add("missing-record", f"{pid} is listed in {index.INDEX_FILENAME}"
+                              f" but has no record ({self.store.location(pid)})",
+                              leftover=False, id=pid) for pid in missing]
+        if missing and self.repair:
+            with index.locked_dir(self.path):
+                index.rewrite_without(self.index_file, set(missing))
+            for pid, finding in zip(missing, findings):
+                self._repaired(finding, f"dropped {pid} from {index.INDEX_FILENAME}")
+
+    def _rebuild_index(self, finding: Finding, scan: _Scan) -> None:
+        referenced = {r for refs in scan.refs.values() for r in refs}
+        roots = [pid for pid in [*scan.refs, *scan.errors] if pid not in referenced]
+        roots.sort(key=lambda i: (Id.parse(i).seqno, i))
+        with index.locked_dir(self.path):
+            kept = None
+            if os.path.lexists(self.index_file):
+                kept = f"{self.index_file}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+                fsio.atomic_write(kept, fsio.read_bytes(self.index_file))
+            fsio.atomic_write(self.index_file, "".join(f"{i}\n" for i in roots).encode("ascii"),
+                              mode=0o600)
+        self._repaired(finding, f"rebuilt the index from the store ({len(roots)} tasks no record"
+                       " refers to)" + (f"; the damaged file is kept as {kept}" if kept else ""))
+
+    # --- references ------------------------------------------------------------
+    def _check_refs(self, listed: list[str] | None, scan: _Scan) -> None:
+        records = set(scan.refs) | set(scan.errors)
+        for pid, err in scan.errors.items():
+            cause = getattr(err, "cause", None) or str(err)
+            self._add("unloadable", f"{pid} cannot be loaded: {err}", leftover=False, id=pid,
+                      path=getattr(err, "location", None) or self.store.location(pid),
+                      cause=str(cause), action="kept as it is (fsck never deletes data it"
+                      " cannot load)")
+        for pid, refs in scan.refs.items():
+            for ref in refs:
+                if ref not in records:
+                    self._add("dangling-ref", f"{pid} refers to {ref}, which has no record"
+                              f" ({self.store.location(ref)})", leftover=False, id=pid,
+                              cause=f"missing {ref}", action="kept as it is")
+        if listed is None:
+            return
+        reachable = _closure(listed, scan.refs)
+        unlisted = [pid for pid in [*scan.refs, *scan.errors] if pid not in reachable]
+        referenced = {r for pid in unlisted for r in scan.refs.get(pid, ())}
+        # roots first; then whatever they do not cover (unlisted records in a cycle)
+        covered: set[str] = set()
+        for root in [*(p for p in unlisted if p not in referenced), *unlisted]:
+            if root in covered:
+                continue
+            tree = _closure([root], scan.refs) - reachable
+            covered |= tree
+            others = len(tree) - 1
+            finding = self._add(
+                "orphan", f"{root} is not listed in the session nor referenced by a listed task"
+                + (f" (with {others} record{'s' if others != 1 else ''} it refers to)"
+                   if others else "") + "; an add or remove that did not return, a record"
+                " saved without add(), or another session's task",
+                leftover=True, id=root, path=self.store.location(root))
+            if self.repair:
+                self._repair_orphan(finding, root, tree, scan)
+
+    def _repair_orphan(self, finding: Finding, root: str, tree: set[str], scan: _Scan) -> None:
+        if self.orphans == "adopt":
+            with index.locked_dir(self.path):
+                index.append(self.index_file, [root])
+            self._repaired(finding, f"added {root} to {index.INDEX_FILENAME}")
+        elif self.orphans == "delete":
+            bad = sorted(tree & set(scan.errors))
+            if bad:
+                finding.action = f"kept: {', '.join(bad)} cannot be loaded"
+                return
+            self.store.remove_many(sorted(tree))
+            self._repaired(finding, f"deleted {len(tree)} record{'s' if len(tree) != 1 else ''}")
+        else:
+            finding.action = "kept (use --orphans adopt or delete)"
+
+    # --- files -------------------------------------------------------------------
+    def _check_tmp_files(self) -> None:
+        found = [os.path.join(self.path, name) for name in sorted(os.listdir(self.path))
+                 if fsio.is_tmp_name(name)]
+        leftover_tmp_files = getattr(self.store, "leftover_tmp_files", None)
+        if leftover_tmp_files is not None:
+            found.extend(f for f in leftover_tmp_files() if f not in found)
+        for tmp in found:
+            pid = _writer_pid(os.path.basename(tmp))
+            alive = pid is not None and _alive(pid)
+            finding = self._add("tmp-file", f"temporary file {tmp} of "
+                                + (f"process {pid}, still running" if alive else
+                                   f"a writer that was killed (pid {pid})"),
+                                leftover=True, path=tmp)
+            if not self.repair:
+                continue
+            if alive:
+                finding.action = "kept: its writer is still running"
+            else:
+                fsio.discard(tmp)
+                self._repaired(finding, "removed")
+
+    def _check_states(self, in_session: set[str], scan: _Scan) -> None:
+        if not hasattr(self.store, "rebuild_states"):
+            return  # only a filesystem store keeps a separate state log
+        log = os.path.join(self.store.url.path, ".states")
+        logged = self.store.states()
+        try:
+            log_mtime = os.stat(log).st_mtime_ns
+        except FileNotFoundError:
+            return  # no log: states are read from the record headers
+        problems, leftovers = [], []
+        for pid in sorted(set(logged) | set(scan.states)):
+            if pid in scan.errors and pid not in scan.states:
+                continue  # no readable header to compare with
+            if logged.get(pid, "<absent>") == scan.states.get(pid, "<absent>"):
+                continue
+            (problems if pid in in_session and not self._renamed_after(pid, log_mtime)
+             else leftovers).append(pid)
+        findings = []
+        if problems:
+            findings.append(self._add(
+                "stale-states", f"{log} disagrees with the records of {len(problems)}"
+                f" task{'s' if len(problems) != 1 else ''} of the session: {_some(problems)}",
+                leftover=False, path=log))
+        if leftovers:
+            findings.append(self._add(
+                "stale-states", f"{log} lags behind a write killed in flight, about"
+                f" {len(leftovers)} id{'s' if len(leftovers) != 1 else ''}: {_some(leftovers)}",
+                leftover=True, path=log))
+        if findings and self.repair:
+            self.store.rebuild_states()  # type: ignore[attr-defined]
+            for finding in findings:
+                self._repaired(finding, "rebuilt .states from the record headers")
+
+    def _renamed_after(self, pid: str, log_mtime: int) -> bool:
+        """Was the record renamed into place after the last line reached ``.states``?
+
+        The store appends a batch's lines after its renames, so a writer
+        killed in between leaves records whose ctime (set by the rename) is
+        not older than the log; a log contradicting an older record was
+        damaged some other way.
+        """
+        try:
+            return os.stat(self.store.location(pid)).st_ctime_ns >= log_mtime
+        except OSError:
+            return False
+
+    def _repaired(self, finding: Finding, action: str) -> None:
+        finding.repaired = True
+        finding.action = action
+
+
+def _closure(start: Iterable[str], refs: dict[str, list[str]]) -> set[str]:
+    seen = set(start)
+    queue = collections.deque(seen)
+    while queue:
+        for ref in refs.get(queue.popleft(), ()):
+            if ref not in seen:
+                seen.add(ref)
+                queue.append(ref)
+    return seen
+
+
+def _some(ids: list[str], limit: int = 5) -> str:
+    text = ", ".join(ids[:limit])
+    return text + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _writer_pid(name: str) -> int | None:
+    """The pid in a temporary file name ``.<target>.<pid>.<hex>.tmp``."""
+    parts = name[: -len(fsio.TMP_SUFFIX)].rsplit(".", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = ["CLEAN", "Finding", "ORPHAN_POLICIES", "PROBLEMS", "REPAIRED", "Report", "check",
+           "read_records", "record_references"]

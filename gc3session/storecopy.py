@@ -1,0 +1,156 @@
+"""``gsession copy``: move a session to another store, ids and references intact.
+
+``copy_session(session_dir, dst_url)`` copies the records the session needs
+(its listed tasks and every record they refer to, transitively) from the
+store named in ``<session>/store.url`` into the store ``dst_url``, then
+switches the session to that store.  In order:
+
+1. take the session's driver lock (refuse while a driver runs it);
+2. read each record's bytes and the ids it refers to; a record that cannot
+   be decoded stops the copy before anything is written (``gsession fsck``
+   says more);
+3. refuse if the destination already holds one of these ids with other
+   bytes (a rerun after an interrupted copy finds identical bytes and goes
+   on);
+4. write the record bytes verbatim (:meth:`Store.write_records`, one unit
+   per batch): ids, references and classes stay exactly as they were, and
+   the destination's id counter moves past every copied id, so new tasks
+   never get an id that was copied;
+5. read every record back from the destination and compare the bytes and
+   the states;
+6. under the index lock, check the index did not change meanwhile, and
+   replace ``store.url`` atomically (without the password).
+
+Until step 6 the session uses the old store and a crash changes nothing for
+it; after it, the new one.  The old store is never modified: delete it
+yourself once satisfied.  Records of the old store that the session does
+not reach (orphans, other sessions' tasks) are not copied.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from . import index, sessiondir
+from .exceptions import LoadError, SessionError, SessionNotFoundError
+from .fsck import read_records, record_references
+from .persistence.registry import make_store
+from .persistence.serialization import parse_header
+from .persistence.store import Store
+from .persistence.url import StoreUrl
+from .sessionlock import driver_lock
+
+BATCH = 500
+
+
+class CopyError(SessionError):
+    """A copy was refused or failed; the session still uses its old store (exit status 1)."""
+
+    exit_status = 1
+
+
+@dataclass
+class CopyResult:
+    """What :func:`copy_session` did."""
+
+    session: str
+    source: str
+    destination: str
+    tasks: int
+    records: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return dict(self.__dict__)
+
+
+def copy_session(path: "str | os.PathLike[str]", dst_url: "str | StoreUrl", *,
+                 trusted: bool = True, **store_kwargs: Any) -> CopyResult:
+    """Copy the session at ``path`` into the store ``dst_url`` and switch it there.
+
+    :param trusted: False decodes records (to find references) with the
+        allow-list of untrusted loads.
+    :param store_kwargs: passed to :func:`make_store` for the destination.
+    :raises CopyError: naming the id or the reason; the session is unchanged.
+    :raises SessionBusyError: if a driver runs the session.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.exists(os.path.join(path, index.INDEX_FILENAME)):
+        raise SessionNotFoundError(f"no session in {path}", path=path)
+    with driver_lock(path):
+        src_url = sessiondir.read_store_url(path)
+        dst = StoreUrl.parse(dst_url)
+        if dst.without_password() == src_url.without_password():
+            raise CopyError(f"{dst} is already the store of session {path}", path=path)
+        listed = sessiondir.read_index(path)
+        with make_store(src_url, readonly=True, trusted=trusted) as source:
+            records = _gather(source, listed)
+        with make_store(dst, **store_kwargs) as target:
+            _write(target, records)
+            _verify(target, records)
+        with index.locked_dir(path):
+            if sessiondir.read_index(path) != listed:
+                raise CopyError(f"the index of {path} changed during the copy; nothing was"
+                                " switched, run the copy again", path=path)
+            sessiondir.write_store_url(path, dst)
+    return CopyResult(path, str(src_url), str(dst.without_password()), len(listed), len(records))
+
+
+def _gather(source: Store, listed: list[str]) -> dict[str, bytes]:
+    """The bytes of every record reachable from ``listed``, level by level."""
+    records: dict[str, bytes] = {}
+    seen = set(listed)
+    level = list(listed)
+    while level:
+        following: list[str] = []
+        for pid, data in read_records(source, level):
+            try:
+                if isinstance(data, LoadError):
+                    raise data
+                refs = record_references(source, pid, data)
+            except LoadError as err:
+                raise CopyError(f"cannot copy {pid}: {err} (nothing was written; run"
+                                " `gsession fsck` on the session)", id=pid) from err
+            records[pid] = data
+            following.extend(ref for ref in refs if ref not in seen)
+            seen.update(refs)
+        level = following
+    return records
+
+
+def _write(target: Store, records: dict[str, bytes]) -> None:
+    present = target.states(list(records))
+    for pid in present:
+        try:
+            same = target.read_record(pid) == records[pid]
+        except LoadError:
+            same = False
+        if not same:
+            raise CopyError(f"{target.location(pid)} already holds a different {pid};"
+                            " copy into a new store (nothing was switched)", id=pid)
+    pending = [pid for pid in records if pid not in present]
+    for start in range(0, len(pending), BATCH):
+        target.write_records({pid: records[pid] for pid in pending[start:start + BATCH]})
+
+
+def _verify(target: Store, records: dict[str, bytes]) -> None:
+    target.invalidate_cache()
+    ids = list(records)
+    states = target.states(ids)
+    for pid, copied in read_records(target, ids):
+        if isinstance(copied, LoadError):
+            raise CopyError(f"{pid} did not reach {target.location(pid)}: {copied}"
+                            " (nothing was switched)", id=pid) from copied
+        if copied != records[pid]:
+            raise CopyError(f"{pid} reads back different from {target.location(pid)}"
+                            " (nothing was switched)", id=pid)
+        expected = parse_header(records[pid]).state
+        if states.get(pid) != expected:
+            raise CopyError(f"{pid}: the state listed by {target.location(pid)} is"
+                            f" {states.get(pid)!r}, not {expected!r} (nothing was switched)",
+                            id=pid)
+
+
+__all__ = ["CopyError", "CopyResult", "copy_session"]
