@@ -212,9 +212,7 @@ def read_records(store: Store, ids: list[str]) -> Iterator[tuple[str, "bytes | L
     """
     for start in range(0, len(ids), SCAN_BATCH):
         chunk = ids[start:start + SCAN_BATCH]
-        # Store._read_many is the batched read behind load_many; it leaves out
-        # what it cannot read, and read_record then raises the error that says why.
-        batch = store._read_many(chunk)
+        batch = store.read_records(chunk)  # leaves out what read_record explains below
         for pid in chunk:
             if pid in batch:
                 yield pid, batch.pop(pid)

@@ -25,8 +25,9 @@ the new record, never a torn one.  ``.next_id`` is replaced the same way
 ``.states`` is a cache for listing states without unpickling: it is appended
 while the lock is held (so its order matches the renames) and is not
 fsynced on its own; the shard fsync that follows commits it on ext4
-(ordered data mode).  After a power cut on another file system it may lag a
-record behind, which ``gsession fsck`` reports and repairs from the records.
+(ordered data mode).  A process killed between a batch's renames and that
+append, or a power cut on another file system, leaves it lagging the records
+of that batch, which ``gsession fsck`` reports and repairs from the records.
 
 Several processes (and hosts sharing the directory over a file system with
 working ``flock``) may use one store: ids come from the locked counter, and

@@ -219,6 +219,14 @@ class Store(abc.ABC):
         """The raw bytes of a record (for copying between stores and for fsck)."""
         return self._read(str(_check_id(id_)))
 
+    def read_records(self, ids: Iterable[str]) -> dict[str, bytes]:
+        """Raw bytes of several records, in bulk where the store can.
+
+        Records that cannot be read are left out; :meth:`read_record` of one
+        of them raises the error that says why.
+        """
+        return self._read_many([str(_check_id(i)) for i in ids])
+
     def write_records(self, records: Mapping[str, bytes]) -> None:
         """Write raw record bytes verbatim, as one unit (the copy of :meth:`read_record`).
 
