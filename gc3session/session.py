@@ -307,6 +307,8 @@ class Session:
     def states(self) -> dict[str, str | None]:
         """``{id: state}`` of this session's tasks, read from the store without loading them."""
         states = self.store.states(self._ids)
+        if len(states) == len(self._ids) and list(states) == list(self._ids):
+            return states  # every id, in the session's order: nothing to add or reorder
         return {i: states.get(i) for i in self._ids}
 
     def iter_workflow(self) -> Iterator[Any]:

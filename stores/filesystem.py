@@ -40,6 +40,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 from typing import Any, Iterator
 
 from gc3session import fsio
@@ -56,6 +57,8 @@ COUNTER_FILE = ".next_id"
 STATES_FILE = ".states"
 _REMOVED = "!"
 _COMPACT_MIN_BYTES = 1 << 20
+#: A state log whose every line is "<id> <state>" (anything else takes the line-by-line fold).
+_WELL_FORMED_STATES = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]{0,127}\.[0-9]{1,19} [!-~]+\n)*")
 #: Batches at least this large are synced with one ``syncfs`` instead of an fsync per file.
 GROUP_SYNC_MIN = 8
 
@@ -248,8 +251,18 @@ class FilesystemStore(Store):
         except OSError as err:  # not a directory, a symlink (ELOOP), unreadable
             raise LoadError(f"cannot read the state log {path}: {err.strerror}",
                             location=path, cause=str(err)) from err
+        body = data[:data.rfind(b"\n") + 1]  # a torn last line has no newline
+        if _WELL_FORMED_STATES.fullmatch(body):
+            # The common case, checked by one regex pass: fold the "<id> <state>"
+            # pairs in C (the last line of an id wins) instead of line by line.
+            words = iter(body.decode("ascii").split())
+            folded: dict[str, str | None] = dict(zip(words, words))
+            if b" " + _REMOVED.encode() + b"\n" in body or b" -\n" in body:
+                folded = {pid: None if state == "-" else state
+                          for pid, state in folded.items() if state != _REMOVED}
+            return folded
         states: dict[str, str | None] = {}
-        for line in data.split(b"\n")[:-1]:  # a torn last line has no newline
+        for line in body.split(b"\n")[:-1]:
             pid, _, state = line.decode("ascii", "replace").partition(" ")
             if state == _REMOVED:
                 states.pop(pid, None)

@@ -139,6 +139,7 @@ class SqlStore(Store):
         self._meta_name = self.table_name.lower() if self.is_sqlite else self.table_name
         self._create = create and not readonly
         self._engine_obj: Engine | None = None
+        self._point_read_sql: str | None = None
         self._table_obj: sa.Table | None = None
         self._meta_obj: sa.Table | None = None
 
@@ -420,11 +421,25 @@ class SqlStore(Store):
                                   step="commit", table=self.table_name) from err
 
     def _read(self, pid: str) -> bytes:
-        table = self._tables
+        # A lone SELECT by primary key runs on the driver's cursor with an SQL
+        # string built once: no BEGIN/ROLLBACK round trips and no statement
+        # compiled per call, which is most of the cost of a point read through
+        # SQLAlchemy (a single statement gets a snapshot of its own anyway).
+        engine = self._engine
+        if self._point_read_sql is None:
+            mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+            self._point_read_sql = (f"SELECT data FROM"
+                                    f" {engine.dialect.identifier_preparer.quote(self.table_name)}"
+                                    f" WHERE id = {mark}")
         try:
-            with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
-                row = conn.execute(sa.select(table.c.data).where(table.c.id == pid)).first()
-        except sa.exc.SQLAlchemyError as err:
+            with engine.connect() as conn:
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.execute(self._point_read_sql, (pid,))
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+        except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as err:
             raise LoadError(f"cannot read {pid} from {self.location(pid)}: {err}",
                             id=pid, location=self.location(pid), cause=str(err)) from err
         if row is None:

@@ -150,3 +150,39 @@ def test_script_option_parser_raises_only_usage_errors(argv: list[str]) -> None:
     except UsageError:
         return
     assert params.max_running >= 1 and params.cpu_cores >= 1
+
+
+# --- the fast paths of the index and state-log parsers agree with their models ------------
+
+_ids = st.builds(lambda prefix, n: f"{prefix}.{n}", st.sampled_from(["Task", "App", "_X9"]),
+                 st.integers(0, 50))
+
+
+@FUZZ
+@given(ids=st.lists(_ids, max_size=30), torn=st.sampled_from([b"", b"Tas", b"Task.", b"Task.1"]))
+def test_index_parse_keeps_the_first_of_each_id(ids: list[str], torn: bytes) -> None:
+    """A well-formed index parses to its ids in order, duplicates and a torn tail dropped."""
+    from gc3session import index
+    record(fuzz_cases=1)
+    data = "".join(f"{i}\n" for i in ids).encode() + torn
+    assert index.parse(data, "session_ids.txt") == list(dict.fromkeys(ids))
+
+
+@FUZZ
+@given(lines=st.lists(st.tuples(_ids, st.sampled_from(["NEW", "RUNNING", "TERMINATED", "-", "!"])),
+                      max_size=40),
+       torn=st.sampled_from([b"", b"Task.3 RUN", b"Task"]))
+def test_state_log_fold_matches_its_model(tmp_path_factory: pytest.TempPathFactory,
+                                          lines: list[tuple[str, str]], torn: bytes) -> None:
+    """Folding ``.states`` gives the last state of every id not removed after it."""
+    from stores.filesystem import STATES_FILE, FilesystemStore
+    record(fuzz_cases=1)
+    directory = tmp_path_factory.mktemp("states")
+    (directory / STATES_FILE).write_bytes("".join(f"{i} {s}\n" for i, s in lines).encode() + torn)
+    model: dict[str, str | None] = {}
+    for pid, state in lines:
+        if state == "!":
+            model.pop(pid, None)
+        else:
+            model[pid] = None if state == "-" else state
+    assert FilesystemStore(str(directory)).states() == model
