@@ -56,7 +56,10 @@ class PostgresServer:
 
     def __init__(self, bindir: str) -> None:
         self.bindir = bindir
-        self.base = tempfile.mkdtemp(prefix="gc3session-pg-")
+        # As root the cluster runs as nobody, who must reach its directory: /tmp,
+        # whatever TMPDIR says (it may point into root's private home).
+        self.base = tempfile.mkdtemp(prefix="gc3session-pg-",
+                                     dir="/tmp" if os.geteuid() == 0 else None)
         self.datadir = os.path.join(self.base, "data")
         self.port = _free_port()
         self._counter = itertools.count(1)

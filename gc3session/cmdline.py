@@ -266,6 +266,7 @@ class SessionBasedScript:
         for task_id in session.list_ids():
             session.remove(task_id, flush=False)
         session.flush()
+        session.clear_end_timestamp()  # the new tasks have not finished yet
         engine.forget_all()
 
     def _make_tasks(self) -> list[Task]:

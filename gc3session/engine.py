@@ -53,7 +53,8 @@ from . import fsio
 from .exceptions import Error, InvalidValue
 from .executors import Executor, Outcome, make_executor
 from .session import Session
-from .task import Application, SequentialTaskCollection, State, Task, TaskCollection
+from .task import (Application, SequentialTaskCollection, State, Task, TaskCollection,
+                   is_plain_relative)
 
 RESUME_POLICIES = ("rerun", "report")
 #: Pseudo-signal of a run whose declared outputs are missing.
@@ -384,7 +385,7 @@ class Engine:
         execution.signal = outcome.signal
         notes = [note for note in (execution.handle.get("killed"), info, outcome.info) if note]
         try:
-            missing = _collect_outputs(task, execution.handle["workdir"])
+            missing = _collect_outputs(task, execution.handle["workdir"], durable=self.session.durable)
         except OSError as err:
             missing = [f"({err})"]
         if missing:
@@ -495,6 +496,8 @@ def _stage_in(task: Application, workdir: str) -> None:
     """Make the run's working directory and link (or copy) the declared inputs into it."""
     fsio.make_dirs(workdir, durable=False)
     for source, name in task.inputs.items():
+        if not is_plain_relative(name):  # checked again: a loaded record may come from anyone
+            raise InvalidValue(f"input name {name!r} of {task} leaves its run directory")
         target = os.path.join(workdir, name)
         if os.path.dirname(name):
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -506,8 +509,13 @@ def _stage_in(task: Application, workdir: str) -> None:
             shutil.copy2(source, target)  # another file system, or links not allowed
 
 
-def _collect_outputs(task: Application, workdir: str) -> list[str]:
-    """Move declared outputs and the std streams into ``output_dir``; return missing outputs."""
+def _collect_outputs(task: Application, workdir: str, durable: bool = True) -> list[str]:
+    """Move declared outputs and the std streams into ``output_dir``; return missing outputs.
+
+    With ``durable``, every collected file and the directories that list it
+    are fsynced before the task is saved TERMINATED: a task that a power cut
+    leaves "done" must not have lost its outputs (it would never run again).
+    """
     missing: list[str] = []
     wanted = dict(task.outputs)
     for stream in {task.stdout, task.stderr} - {None}:
@@ -515,7 +523,11 @@ def _collect_outputs(task: Application, workdir: str) -> list[str]:
     if not wanted:
         return missing
     os.makedirs(task.output_dir, exist_ok=True)
+    synced_dirs: set[str] = set()
     for name, dest in wanted.items():
+        if not (is_plain_relative(name) and is_plain_relative(dest)):
+            missing.append(name)  # checked again: a loaded record may come from anyone
+            continue
         source = os.path.join(workdir, name)
         target = os.path.join(task.output_dir, dest)
         if not os.path.exists(source):
@@ -525,6 +537,12 @@ def _collect_outputs(task: Application, workdir: str) -> list[str]:
         if os.path.dirname(dest):
             os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.move(source, target)
+        if durable:
+            if os.path.isfile(target):
+                fsio.fsync_file(target)
+            synced_dirs.add(os.path.dirname(target))
+    for directory in sorted(synced_dirs):
+        fsio.fsync_dir(directory)
     return missing
 
 

@@ -26,7 +26,6 @@ can ignore them and ``fsck`` can find leftovers of a killed writer.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import secrets
@@ -142,11 +141,14 @@ def commit_tmp(tmp_path: str, target: str) -> None:
 
 
 def discard(path: str) -> None:
-    """Remove a temporary file, ignoring only "it is already gone"."""
-    try:
+    """Remove a temporary file after a failure, best effort.
+
+    It runs while another error is being reported, which must not be
+    replaced by an untyped one; a temporary file that stays behind is
+    ignored by readers and listed by ``gsession fsck``.
+    """
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def unlink(path: str) -> bool:
@@ -195,17 +197,25 @@ def append(path: str, data: bytes, *, durable: bool = True,
     except OSError as err:
         raise _fail("open", path, err) from err
     step = "write"
+    size = None
     try:
         if cut_tail is not None:
             step = "truncate"
             _cut_torn_tail(fd, path, cut_tail)
             step = "write"
+        size = os.fstat(fd).st_size
         write_all(fd, data, path)
         if durable:
             step = "fsync"
             _step(step, path)
             os.fdatasync(fd)
     except OSError as err:
+        if size is not None:
+            # The call fails, so what it appended must not stay behind (a retry
+            # would otherwise append the same lines twice).  Best effort: the
+            # error of the failed step is the one reported.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
         raise _fail(step, path, err) from err
     finally:
         os.close(fd)
@@ -226,11 +236,20 @@ def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool]) -> None
     os.ftruncate(fd, start + cut + 1)
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
+def _load_syncfs() -> Callable[[int], None] | None:
+    """``syncfs(fd)`` from the C library, raising OSError; None where there is none."""
     try:
-        return ctypes.CDLL(None, use_errno=True).syncfs  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
+        import ctypes  # absent from Pythons built without libffi: fsync file by file then
+        libc_syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (ImportError, OSError, AttributeError):
         return None
+
+    def syncfs(fd: int) -> None:
+        if libc_syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return syncfs
 
 
 _syncfs = _load_syncfs()
@@ -248,9 +267,7 @@ def sync_filesystem(path: str) -> bool:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         _step("fsync", path)
-        if _syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
+        _syncfs(fd)
     except OSError as err:
         raise _fail("fsync", path, err) from err
     finally:

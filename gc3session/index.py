@@ -99,7 +99,7 @@ def parse(data: bytes, path: str) -> list[str]:
 
 
 #: A whole index of plain "Prefix.N" lines (blank lines and spaces take the slow path).
-_WELL_FORMED = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]{0,127}\.[0-9]{1,19}\n)*")
+_WELL_FORMED = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]{0,127}\.(?:0|[1-9][0-9]{0,18})\n)*")
 _TORN = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9]*)?)?\x00*")
 
 

@@ -99,7 +99,14 @@ class Session:
             if wanted:
                 raise InvalidArgument("creating a new session with task_ids makes no sense",
                                       path=self.path)
-            self._create(store_or_url, store_kwargs)
+            try:
+                self._create(store_or_url, store_kwargs)
+            except CorruptSessionError:
+                if not os.path.exists(os.path.join(self.path, self.INDEX_FILENAME)):
+                    raise
+                # another process created the same session a moment ago: use it
+                self.store.close()
+                self._open(store_or_url, store_kwargs)
         self._ids = dict.fromkeys(wanted if wanted is not None else self._index_ids)
         if load:
             self.load_many(list(self._ids), add=False)
@@ -133,6 +140,16 @@ class Session:
                     f"{jobs} is a symlink; refusing to use a store planted outside the session"
                     " (replace the link by the directory it points to if that is intended)",
                     path=jobs)
+            if self._index_ids:
+                # The store holds this session's tasks: if it is gone, say so instead
+                # of starting an empty one whose counter would hand out the same ids.
+                if url.base_scheme == "file" and not os.path.isdir(url.path):
+                    raise CorruptSessionError(
+                        f"the store {url.path} of session {self.path} is missing although"
+                        f" {self.INDEX_FILENAME} lists {len(self._index_ids)} tasks; restore"
+                        " it (nothing was changed)", path=url.path)
+                if url.base_scheme != "file":
+                    store_kwargs.setdefault("create", False)
             self.store = make_store(url, **store_kwargs)
         self.created = sessiondir.read_timestamp(self.path, "start")
         self.finished = sessiondir.read_timestamp(self.path, "end")
@@ -350,6 +367,12 @@ class Session:
         self._check_writable()
         self.finished = sessiondir.touch_timestamp(self.path, "end", time, durable=self.durable)
         return self.finished
+
+    def clear_end_timestamp(self) -> None:
+        """Forget the end time (remove ``finished``): the session has work again."""
+        self._check_writable()
+        sessiondir.clear_timestamp(self.path, "end", durable=self.durable)
+        self.finished = -1.0
 
     def destroy(self) -> None:
         """Delete every task of the session from the store, then the session directory."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -49,7 +50,7 @@ def create(path: str, url: StoreUrl, *, durable: bool = True) -> None:
         write_store_url(staging, url, durable=durable)
         index.create(os.path.join(staging, index.INDEX_FILENAME), durable=durable)
         fsio.atomic_write(os.path.join(staging, TIMESTAMP_FILES["start"]),
-                          (" ".join(sys.argv) + "\n").encode("utf-8", "replace"), durable=durable)
+                          (command_line() + "\n").encode("utf-8", "replace"), durable=durable)
         os.chmod(staging, 0o700)
         try:
             os.rename(staging, path)
@@ -65,6 +66,23 @@ def create(path: str, url: StoreUrl, *, durable: bool = True) -> None:
         raise
     if durable:
         fsio.fsync_dir(parent)
+
+
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s]*@")
+
+
+def command_line() -> str:
+    """``sys.argv`` as one line, with the password of any URL in it replaced by ``***``.
+
+    It goes into ``created``, and a store URL given on the command line
+    (``-u postgresql://user:secret@host/db``) must not leave its password there.
+
+    >>> saved, sys.argv = sys.argv, ["run.py", "-u", "postgresql://bob:s3cret@db/jobs"]
+    >>> command_line()
+    'run.py -u postgresql://bob:***@db/jobs'
+    >>> sys.argv = saved
+    """
+    return " ".join(_URL_PASSWORD.sub(r"\1***@", arg) for arg in sys.argv)
 
 
 def write_store_url(path: str, url: StoreUrl, *, durable: bool = True) -> None:
@@ -112,6 +130,12 @@ def touch_timestamp(path: str, which: str, when: float | None, *, durable: bool 
     if not os.path.exists(filename):
         fsio.atomic_write(filename, b"", durable=durable)
     return fsio.set_mtime(filename, when, durable=durable)
+
+
+def clear_timestamp(path: str, which: str, *, durable: bool = True) -> None:
+    """Remove the ``created``/``finished`` file (a session started anew is not finished)."""
+    if fsio.unlink(os.path.join(path, TIMESTAMP_FILES[which])) and durable:
+        fsio.fsync_dir(path)
 
 
 def read_timestamp(path: str, which: str) -> float:

@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Iterator
 
-from .exceptions import SessionError
+from .exceptions import SessionError, StoreWriteError
 
 LOCK_FILENAME = "driver.lock"
 
@@ -38,7 +38,13 @@ def driver_lock(session_path: str) -> Iterator[None]:
         with "session in use by pid N on HOST since TIME (PATH)".
     """
     path = os.path.join(session_path, LOCK_FILENAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        # O_NOFOLLOW: a symlink planted as driver.lock must not make the owner
+        # note overwrite a file outside the session.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise StoreWriteError(f"cannot open the driver lock {path}: {err.strerror}",
+                              path=path, step="lock", errno=err.errno) from err
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -59,8 +65,10 @@ def lock_owner(session_path: str) -> str | None:
     """The note of the process driving the session now, or None if nobody does."""
     path = os.path.join(session_path, LOCK_FILENAME)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
+        return None
+    except OSError:  # a symlink (ELOOP) or unreadable: nobody can hold it through this path
         return None
     try:
         try:

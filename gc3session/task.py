@@ -354,7 +354,7 @@ class Application(Task):
         input_map = dict(inputs) if isinstance(inputs, dict) else {p: os.path.basename(p) for p in inputs}
         output_map = dict(outputs) if isinstance(outputs, dict) else {n: n for n in outputs}
         for name in [*input_map.values(), *output_map, *output_map.values(), stdout, stderr]:
-            if name is not None and not _is_plain_relative(name):
+            if name is not None and not is_plain_relative(name):
                 raise InvalidValue(f"file name {name!r} of task {jobname!r} must be relative"
                                    " and stay inside its directory")
         super().__init__(
@@ -370,7 +370,7 @@ class Application(Task):
         """Called once the command ended and outputs were collected; override to judge results."""
 
 
-def _is_plain_relative(name: str) -> bool:
+def is_plain_relative(name: str) -> bool:
     """A file name that stays inside the directory it is joined to."""
     return (isinstance(name, str) and bool(name) and "\x00" not in name
             and not os.path.isabs(name) and ".." not in name.split("/"))

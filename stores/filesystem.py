@@ -58,7 +58,7 @@ STATES_FILE = ".states"
 _REMOVED = "!"
 _COMPACT_MIN_BYTES = 1 << 20
 #: A state log whose every line is "<id> <state>" (anything else takes the line-by-line fold).
-_WELL_FORMED_STATES = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]{0,127}\.[0-9]{1,19} [!-~]+\n)*")
+_WELL_FORMED_STATES = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]{0,127}\.(?:0|[1-9][0-9]{0,18}) [!-~]+\n)*")
 #: Batches at least this large are synced with one ``syncfs`` instead of an fsync per file.
 GROUP_SYNC_MIN = 8
 
@@ -115,7 +115,7 @@ class FilesystemStore(Store):
         self._ensure_directory()
         path = os.path.join(self.directory, LOCK_FILE)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as err:
             raise StoreWriteError(f"cannot open lock file {path!r}: {err.strerror}",
                                   path=path, step="lock", errno=err.errno) from err
@@ -137,14 +137,25 @@ class FilesystemStore(Store):
             except (OSError, ValueError, UnicodeDecodeError) as err:
                 raise IdAllocationError(
                     f"cannot read id counter {path!r}: {err}; it must hold one decimal"
-                    " number (delete it to have it rebuilt from the records)",
+                    " number (delete it to have it rebuilt from the records and the"
+                    " state log)",
                     path=path, step="read") from err
             fsio.atomic_write(path, b"%d\n" % (first + n), durable=self.durable)
         return first
 
     def _scan_next_seqno(self) -> int:
-        """First free number when the counter is missing: above every record."""
+        """First free number when the counter is missing.
+
+        Above every record, and above every id the state log still names
+        (removed records included), so ids of removed records are not handed
+        out again; only removals older than the log's last compaction are out
+        of its sight.
+        """
         seqnos = [Id.parse(pid).seqno for pid in self._list_ids()]
+        with contextlib.suppress(OSError):
+            log = fsio.read_bytes(os.path.join(self.directory, STATES_FILE))
+            seqnos.extend(int(m) for m in re.findall(rb"^[A-Za-z_][A-Za-z0-9_]*\.([0-9]{1,19}) ",
+                                                     log, re.MULTILINE))
         return max(seqnos, default=0) + 1
 
     def _write(self, records: list[Record]) -> None:

@@ -209,6 +209,13 @@ class SqlStore(Store):
                     connect_args={"timeout": self.busy_timeout})
             else:
                 if self.url.path not in ("", MEMORY):
+                    if not self._create and not os.path.exists(self.url.path):
+                        # SQLite would create an empty database here: a store that
+                        # should hold records must never be re-created silently.
+                        raise StoreUnavailableError(
+                            f"database file {self.url.path} does not exist (create=False);"
+                            " restore it, or fix the store URL", url=str(self.url),
+                            table=self.table_name, path=self.url.path)
                     fsio.make_dirs(os.path.dirname(self.url.path), durable=self.durable)
                     fsio.create_private(self.url.path)  # SQLite gives -wal/-shm the same mode
                 engine = sa.create_engine(self._sqlalchemy_url(),

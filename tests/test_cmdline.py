@@ -166,6 +166,15 @@ def test_new_session_option_kills_and_replaces_the_old_tasks(probe, tmp_path, ca
     assert sorted(lines) == sorted([f"t{i} start" for i in range(3)] * 2 + [f"t{i} done" for i in range(3)])
 
 
+def test_new_session_option_forgets_the_old_end_time(probe, tmp_path):
+    """After -N the session is not "finished" until its new tasks are done."""
+    finished = os.path.join(tmp_path, "probe", "finished")
+    assert probe("-C", "1") == 0 and os.path.exists(finished)
+    assert probe("-N", "--body", "sleep 30") == 4  # one pass: the new tasks are running
+    assert not os.path.exists(finished)
+    assert probe("-N", "-C", "1") == 0 and os.path.exists(finished)  # and the sleeps are killed
+
+
 def _gone(pid: int) -> bool:
     """True once ``pid`` has ended (reaped here if it was a child of this process)."""
     try:

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from gc3session import fsck
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(ROOT, "examples", "sweep.py")
 RATES = ["3.1", "3.3", "3.5", "3.7", "3.9"]
@@ -71,9 +73,12 @@ def check_outputs(tmp_path) -> None:
     assert os.path.exists(os.path.join(tmp_path, "sweep", "finished"))
 
 
-def test_sigkill_of_the_driver_then_rerun_completes_every_step_exactly_once(tmp_path):
+def test_sigkill_of_the_driver_then_rerun_completes_every_step_exactly_once(tmp_path, monkeypatch):
     """Commands outlive the killed driver; the next run follows or collects them: one run each."""
     kill_mid_run(tmp_path, started=4)
+    monkeypatch.syspath_prepend(os.path.dirname(SWEEP))  # fsck imports the sweep's task classes
+    report = fsck.check(os.path.join(tmp_path, "sweep"))
+    assert report.clean, report.problems  # a killed driver leaves at most leftovers
     status, output = finish(tmp_path)
     assert status == 0, output
     events = collections.Counter((name, event) for name, event, _ in audit(tmp_path))

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ..exceptions import InvalidValue
 
-_ID_RE = re.compile(r"^(?P<prefix>[A-Za-z_][A-Za-z0-9_]{0,127})\.(?P<seqno>[0-9]{1,19})$")
+_ID_RE = re.compile(r"^(?P<prefix>[A-Za-z_][A-Za-z0-9_]{0,127})\.(?P<seqno>0|[1-9][0-9]{0,18})$")
 
 
 class Id(str):
