@@ -98,6 +98,7 @@ class Engine:
         self._pending: collections.deque[Task] = collections.deque()
         self._active: list[Task] = []
         self._dirty: dict[int, Task] = {}
+        self._collected: list[str] = []  # output files moved in this pass, not yet synced
         self._resumed = False
         self._starter: concurrent.futures.ThreadPoolExecutor | None = None
         for task in session:
@@ -235,6 +236,12 @@ class Engine:
         self._dirty[id(root)] = root
 
     def _persist(self) -> None:
+        if self._collected:
+            # Outputs first, states second: a task saved TERMINATED never lost
+            # the files it produced.  One sync for the pass, not one per file.
+            if self.session.durable:
+                fsio.sync_files(self._collected)
+            self._collected.clear()
         if self._dirty:
             self.session.store.save_many(list(self._dirty.values()))
             self._dirty.clear()
@@ -385,7 +392,7 @@ class Engine:
         execution.signal = outcome.signal
         notes = [note for note in (execution.handle.get("killed"), info, outcome.info) if note]
         try:
-            missing = _collect_outputs(task, execution.handle["workdir"], durable=self.session.durable)
+            missing = _collect_outputs(task, execution.handle["workdir"], self._collected)
         except OSError as err:
             missing = [f"({err})"]
         if missing:
@@ -509,12 +516,12 @@ def _stage_in(task: Application, workdir: str) -> None:
             shutil.copy2(source, target)  # another file system, or links not allowed
 
 
-def _collect_outputs(task: Application, workdir: str, durable: bool = True) -> list[str]:
+def _collect_outputs(task: Application, workdir: str, collected: list[str]) -> list[str]:
     """Move declared outputs and the std streams into ``output_dir``; return missing outputs.
 
-    With ``durable``, every collected file and the directories that list it
-    are fsynced before the task is saved TERMINATED: a task that a power cut
-    leaves "done" must not have lost its outputs (it would never run again).
+    The moved files are appended to ``collected``: the engine syncs them
+    before it saves the task TERMINATED, since a task that a power cut leaves
+    "done" must not have lost its outputs (it would never run again).
     """
     missing: list[str] = []
     wanted = dict(task.outputs)
@@ -523,7 +530,6 @@ def _collect_outputs(task: Application, workdir: str, durable: bool = True) -> l
     if not wanted:
         return missing
     os.makedirs(task.output_dir, exist_ok=True)
-    synced_dirs: set[str] = set()
     for name, dest in wanted.items():
         if not (is_plain_relative(name) and is_plain_relative(dest)):
             missing.append(name)  # checked again: a loaded record may come from anyone
@@ -537,12 +543,7 @@ def _collect_outputs(task: Application, workdir: str, durable: bool = True) -> l
         if os.path.dirname(dest):
             os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.move(source, target)
-        if durable:
-            if os.path.isfile(target):
-                fsio.fsync_file(target)
-            synced_dirs.add(os.path.dirname(target))
-    for directory in sorted(synced_dirs):
-        fsio.fsync_dir(directory)
+        collected.append(target)
     return missing
 
 

@@ -225,15 +225,22 @@ def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool]) -> None
     size = os.fstat(fd).st_size
     if size == 0:
         return
-    start = max(0, size - _TAIL)
-    tail = os.pread(fd, size - start, start)
-    if tail.endswith(b"\n"):
+    if os.pread(fd, 1, size - 1) == b"\n":
         return
-    cut = tail.rfind(b"\n")
-    if (cut < 0 and start > 0) or not is_torn(tail[cut + 1:]):
+    # Walk back block by block to the last newline: a batch append torn by a
+    # power cut can leave a tail (zeros, a prefix of a line) longer than a block.
+    keep, end = 0, size
+    while end > 0:
+        start = max(0, end - _TAIL)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
+    if not is_torn(os.pread(fd, size - keep, keep)):
         raise OSError(errno.EILSEQ, "unexpected bytes after the last line; refusing to cut them")
     _step("truncate", path)
-    os.ftruncate(fd, start + cut + 1)
+    os.ftruncate(fd, keep)
 
 
 def _load_syncfs() -> Callable[[int], None] | None:
@@ -273,6 +280,29 @@ def sync_filesystem(path: str) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def sync_files(paths: list[str]) -> None:
+    """Make the given files, and their entries in their directories, durable.
+
+    One ``syncfs`` per file system when there are several files (it flushes
+    the whole file system at once, directories included); otherwise an
+    ``fsync`` of each file (directories are fsynced, not followed) and of
+    each directory.
+    """
+    if len(paths) > 1 and _syncfs is not None:
+        devices: dict[int, str] = {}
+        for path in paths:
+            with contextlib.suppress(OSError):
+                devices.setdefault(os.lstat(path).st_dev, path)
+        for path in devices.values():
+            sync_filesystem(path)
+        return
+    for path in paths:
+        if os.path.isfile(path):
+            fsync_file(path)
+    for directory in sorted({os.path.dirname(p) for p in paths}):
+        fsync_dir(directory)
 
 
 def fsync_file(path: str) -> None:

@@ -286,7 +286,9 @@ class FilesystemStore(Store):
         if not lines:
             return
         path = os.path.join(self.directory, STATES_FILE)
-        fsio.append(path, lines, durable=False)
+        # The log is a cache: an unterminated last line (a torn append) is cut
+        # off first, so the new lines never glue onto it.
+        fsio.append(path, lines, durable=False, cut_tail=lambda _tail: True)
         size = os.stat(path).st_size
         if self._compact_at < 0:
             self._compact_at = 2 * size + _COMPACT_MIN_BYTES

@@ -146,3 +146,16 @@ def test_rebuilt_counter_does_not_reuse_ids_of_removed_records(tmp_path: Any) ->
     with Session(path) as session:
         new = session.add(Task(n=9))
     assert new.seqno > max(i.seqno for i in ids)
+
+
+def test_a_torn_tail_longer_than_a_block_is_cut_by_the_next_add(tmp_path: Any) -> None:
+    """Zeros left by a power cut after a large batch append do not block later adds."""
+    path = str(tmp_path / "s")
+    session = Session(path)
+    first = session.add(Task(n=1))
+    with open(os.path.join(path, "session_ids.txt"), "ab") as stream:
+        stream.write(b"\0" * 10_000)
+    second = session.add(Task(n=2))
+    with open(os.path.join(path, "session_ids.txt"), "rb") as stream:
+        assert stream.read() == f"{first}\n{second}\n".encode()
+    session.close()
