@@ -8,6 +8,7 @@
     gsession stats SESSION           how many tasks are in each state (nothing unpickled)
     gsession fsck [--repair] SESSION index versus store (see gc3session.fsck)
     gsession copy SESSION DST_URL    move the session into another store (gc3session.storecopy)
+    gsession copy SRC_URL DST_URL    copy every record of a store into another one
     gsession abort SESSION           kill every task that has not ended
     gsession delete SESSION          abort, then delete the tasks and the directory
 
@@ -57,7 +58,7 @@ from .exceptions import Error, SessionNotFoundError
 from .progress import task_table
 from .session import Session
 from .sessionlock import SessionBusyError, driver_lock, lock_owner
-from .storecopy import copy_session
+from .storecopy import copy_session, copy_store
 from .task import Application, State, TaskCollection
 
 PROG = "gsession"
@@ -151,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--orphans", choices=fsck.ORPHAN_POLICIES, default="keep",
                      help="with --repair: keep (default), adopt (list them) or delete"
                           " unlisted records")
-    cmd = command("copy", cmd_copy, "copy a session's tasks into another store and use it",
-                  [reader])
+    cmd = command("copy", cmd_copy, "copy a session's tasks into another store and use it"
+                  " (or, given a store URL, every record of that store)", [reader])
     cmd.add_argument("dst_url", metavar="DST_URL", help="the new store (e.g. sqlite:///s.db)")
     for name, func, text in (("abort", cmd_abort, "kill every task that has not ended"),
                              ("delete", cmd_delete, "abort every task, then delete the session")):
@@ -295,7 +296,19 @@ def cmd_fsck(args: argparse.Namespace, out: _Output) -> int:
 
 # --- commands that write ------------------------------------------------------------
 def cmd_copy(args: argparse.Namespace, out: _Output) -> int:
-    """``copy SESSION DST_URL``: the session's records into DST_URL, which it then uses."""
+    """``copy SESSION DST_URL``: the session's records into DST_URL, which it then uses.
+
+    ``copy SRC_URL DST_URL`` (SRC_URL is not a session directory) copies every
+    record of the store SRC_URL instead; no session is switched.
+    """
+    if not os.path.exists(os.path.join(args.session, "session_ids.txt")):
+        result = copy_store(args.session, args.dst_url)
+        if args.json:
+            out.json(result.as_dict())
+        else:
+            out.print(f"copied {result.records} records\n  from {result.source}\n"
+                      f"  to   {result.destination}\nthe source store was left as it was")
+        return 0
     result = copy_session(args.session, args.dst_url, trusted=not args.untrusted)
     if args.json:
         out.json(result.as_dict())

@@ -1,4 +1,4 @@
-"""``gsession copy``: move a session to another store, ids and references intact.
+"""``gsession copy``: move a session (or a whole store) to another store, ids intact.
 
 ``copy_session(session_dir, dst_url)`` copies the records the session needs
 (its listed tasks and every record they refer to, transitively) from the
@@ -20,6 +20,9 @@ switches the session to that store.  In order:
    the states;
 6. under the index lock, check the index did not change meanwhile, and
    replace ``store.url`` atomically (without the password).
+
+:func:`copy_store` copies a whole store, for stores that no session
+directory names or that several sessions share.
 
 Until step 6 the session uses the old store and a crash changes nothing for
 it; after it, the new one.  The old store is never modified: delete it
@@ -98,6 +101,42 @@ def copy_session(path: "str | os.PathLike[str]", dst_url: "str | StoreUrl", *,
     return CopyResult(path, str(src_url), str(dst.without_password()), len(listed), len(records))
 
 
+def copy_store(src_url: "str | StoreUrl", dst_url: "str | StoreUrl",
+               **store_kwargs: Any) -> CopyResult:
+    """Copy every record of the store ``src_url`` into ``dst_url``, verbatim and verified.
+
+    For stores that no session directory names (or that several sessions
+    share): ids, references and states stay exactly as they were, and the
+    destination's counter moves past every copied id.  Records are copied
+    :data:`BATCH` at a time, each batch read back and compared before the
+    next; the source is opened read-only and never modified.
+
+    :raises CopyError: naming the id or the reason (an unreadable source
+        record, a destination holding other bytes under a copied id).
+    """
+    src, dst = StoreUrl.parse(src_url), StoreUrl.parse(dst_url)
+    if dst.without_password() == src.without_password():
+        raise CopyError(f"{dst} is the source store itself", url=str(dst))
+    if src.scheme == "file" and not os.path.isdir(src.path):
+        raise CopyError(f"no session or store at {src.path}", path=src.path)
+    if src.base_scheme == "sqlite" and not os.path.isfile(src.path):
+        raise CopyError(f"no database file {src.path}", path=src.path)
+    copied = 0
+    with make_store(src, readonly=True) as source, make_store(dst, **store_kwargs) as target:
+        ids = [str(i) for i in source.list()]
+        for start in range(0, len(ids), BATCH):
+            batch: dict[str, bytes] = {}
+            for pid, data in read_records(source, ids[start:start + BATCH]):
+                if isinstance(data, LoadError):
+                    raise CopyError(f"cannot copy {pid}: {data} ({copied} records were copied"
+                                    " before it; the source was not changed)", id=pid) from data
+                batch[pid] = data
+            _write(target, batch)
+            _verify(target, batch)
+            copied += len(batch)
+    return CopyResult("", str(src.without_password()), str(dst.without_password()), 0, copied)
+
+
 def _gather(source: Store, listed: list[str]) -> dict[str, bytes]:
     """The bytes of every record reachable from ``listed``, level by level."""
     records: dict[str, bytes] = {}
@@ -153,4 +192,4 @@ def _verify(target: Store, records: dict[str, bytes]) -> None:
                             id=pid)
 
 
-__all__ = ["CopyError", "CopyResult", "copy_session"]
+__all__ = ["CopyError", "CopyResult", "copy_session", "copy_store"]

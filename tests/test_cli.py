@@ -625,6 +625,24 @@ def test_copy_refuses_a_destination_holding_other_records(tmp_path: Any) -> None
     assert run("copy", path, os.path.join(path, "jobs"))[0] == 1  # its own store
 
 
+def test_copy_of_a_whole_store_by_url_keeps_every_record(tmp_path: Any, pg_url: str) -> None:
+    """copy SRC_URL DST_URL: every record of the source, byte for byte; the source unchanged."""
+    path = str(tmp_path / "s")
+    make_session(path, url=f"sqlite:///{tmp_path}/src.db")
+    with Session(path, mode="r") as session:
+        before = {str(i): session.store.read_record(i) for i in session.store.list()}
+    rc, out, err = run("copy", f"sqlite:///{tmp_path}/src.db", pg_url + "#table=copied")
+    assert rc == 0, err
+    assert f"copied {len(before)} records" in out
+    with Session(path, mode="r") as session:  # the session still uses its own store
+        assert {str(i): session.store.read_record(i) for i in session.store.list()} == before
+    from gc3session import make_store
+    with make_store(pg_url + "#table=copied") as copied:
+        assert {str(i): copied.read_record(i) for i in copied.list()} == before
+    rc, _, err = run("copy", f"sqlite:///{tmp_path}/src.db", f"sqlite:///{tmp_path}/src.db")
+    assert rc == 1 and "source store itself" in err
+
+
 def test_copy_sqlite_to_postgresql_hides_the_password(tmp_path: Any, pg_url: str) -> None:
     """SQLite -> PostgreSQL: same ids and tree; the password appears in no output or file."""
     path = str(tmp_path / "s")
