@@ -100,11 +100,14 @@ def wait_for(condition, timeout: float = 30.0) -> None:
 
 def test_one_pass_then_continuous_run_exit_statuses_and_finished_stamp(probe, tmp_path, capsys):
     """Without -C one pass starts the work (status 4|8: running, not started); -C runs it to 0."""
-    assert probe("-J", "2", "--body", "sleep 0.3") == 4 | 8
+    gate = os.path.join(tmp_path, "go")  # the commands wait for it (at most 60 s): no race
+    body = f"for n in $(seq 3000); do [ -e {gate} ] && break; sleep 0.02; done"
+    assert probe("-J", "2", "--body", body) == 4 | 8
     out = capsys.readouterr().out
     assert "Status of jobs in the 'probe' session" in out
     assert re.search(r"RUNNING\s+2/3", out) and re.search(r"NEW\s+1/3", out)
     assert not os.path.exists(os.path.join(tmp_path, "probe", "finished"))
+    open(gate, "w").close()
     assert probe("-C", "1") == 0
     out = capsys.readouterr().out
     assert re.search(r"ok\s+3/3\s+\(100.0%\)", out)
