@@ -61,6 +61,8 @@ _COMPACT_MIN_BYTES = 1 << 20
 _WELL_FORMED_STATES = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]{0,127}\.(?:0|[1-9][0-9]{0,18}) [!-~]+\n)*")
 #: Batches at least this large are synced with one ``syncfs`` instead of an fsync per file.
 GROUP_SYNC_MIN = 8
+#: Batches touching at least this many shards commit their renames with one ``syncfs``.
+GROUP_SYNC_SHARDS = 4
 
 
 class FilesystemStore(Store):
@@ -198,8 +200,7 @@ class FilesystemStore(Store):
                 self._append_states(b"".join(
                     b"%s %s\n" % (r.id.encode(), (r.state or "-").encode()) for r in committed))
         if self.durable:
-            for shard in sorted({os.path.dirname(t) for _, t in pending}):
-                fsio.fsync_dir(shard)
+            self._sync_shards({os.path.dirname(t) for _, t in pending})
 
     def _read(self, pid: str) -> bytes:
         path = self.location(pid)
@@ -223,8 +224,19 @@ class FilesystemStore(Store):
                     shards.add(os.path.dirname(path))
             self._append_states(b"".join(b"%s %s\n" % (p.encode(), _REMOVED.encode()) for p in pids))
         if self.durable:
-            for shard in sorted(shards):
-                fsio.fsync_dir(shard)
+            self._sync_shards(shards)
+
+    def _sync_shards(self, shards: set[str]) -> None:
+        """Make the renames and unlinks in ``shards`` durable.
+
+        One ``syncfs`` (it commits every directory change of the file system)
+        when a batch touched many shards, e.g. a ``save_all`` of tasks spread
+        over the whole session; else one directory fsync per shard.
+        """
+        if len(shards) >= GROUP_SYNC_SHARDS and fsio.sync_filesystem(self.directory):
+            return
+        for shard in sorted(shards):
+            fsio.fsync_dir(shard)
 
     def _list_ids(self) -> list[str]:
         result: list[str] = []

@@ -140,6 +140,7 @@ class SqlStore(Store):
         self._create = create and not readonly
         self._engine_obj: Engine | None = None
         self._point_read_sql: str | None = None
+        self._upsert_stmt: Any = None
         self._table_obj: sa.Table | None = None
         self._meta_obj: sa.Table | None = None
 
@@ -392,6 +393,16 @@ class SqlStore(Store):
         return row
 
     def _upsert(self, conn: Connection) -> Any:
+        """The "insert or replace" statement of this dialect, built once.
+
+        Building it costs more than running it for a single-row save (one
+        column proxy per column per call), and it is the same every time.
+        """
+        if self._upsert_stmt is None:
+            self._upsert_stmt = self._build_upsert(conn)
+        return None if self._upsert_stmt is False else self._upsert_stmt
+
+    def _build_upsert(self, conn: Connection) -> Any:
         table = self._tables
         update_cols = [c.name for c in table.columns if c.name != "id"]
         dialect = conn.dialect.name
@@ -404,7 +415,7 @@ class SqlStore(Store):
         if dialect in ("mysql", "mariadb"):
             stmt = mysql.insert(table)
             return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in update_cols})
-        return None
+        return False  # no upsert in this dialect: delete, then insert
 
     def _write(self, records: list[Record]) -> None:
         if not records:
