@@ -16,8 +16,6 @@ import sys
 import time
 from typing import Any
 
-import pytest
-
 from gc3session import Session, make_store
 from stores.sql import RETRY_DEADLINE
 

@@ -294,7 +294,7 @@ def test_destroy_with_an_external_store_removes_only_its_records(tmp_path: "os.P
     their_ids = [theirs.add(Task()), theirs.add(ParallelTaskCollection([Task()]))]
     their_records = set(theirs.store.list()) - my_records
     loose = mine.save(Task())  # saved, not part of any session
-    assert len(my_records) == 4 and len(their_ids) == 2
+    assert len(my_records) == 4 and len(my_ids) == len(their_ids) == 2
 
     mine.destroy()
     assert not os.path.exists(mine.path)
@@ -521,7 +521,7 @@ def test_torn_last_line_is_ignored_and_cut_by_the_next_add(spath: str) -> None:
 
 
 def test_torn_line_without_any_newline(spath: str) -> None:
-    session = Session(spath)
+    Session(spath).close()
     with open(os.path.join(spath, "session_ids.txt"), "wb") as stream:
         stream.write(b"Task.")
     reopened = Session(spath)
