@@ -213,7 +213,10 @@ class Store(abc.ABC):
 
         Ids without a record are left out.
         """
-        return self._states(None if ids is None else [str(i) for i in ids])
+        if ids is None:
+            return self._states(None)
+        # a session passes its dict of str ids: no copy needed to read them
+        return self._states(list(ids) if isinstance(ids, dict) else [str(i) for i in ids])
 
     def read_record(self, id_: str) -> bytes:
         """The raw bytes of a record (for copying between stores and for fsck)."""
