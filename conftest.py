@@ -13,15 +13,9 @@ makes that a failure.
 
 from __future__ import annotations
 
-import glob
-import itertools
 import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Iterator
 
@@ -30,81 +24,10 @@ import pytest
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the helpers tests import (_report, ...)
 
+from _pg_cluster import PgCluster, find_pg_bin  # noqa: E402
+
 REQUIRE_ENV = "GC3SESSION_REQUIRE_POSTGRESQL"
 PG_USER = "gc3test"
-
-
-def _find_pg_bin() -> str | None:
-    """The directory holding ``initdb`` and ``pg_ctl`` (PATH first, then Debian's layout)."""
-    initdb = shutil.which("initdb")
-    if initdb and shutil.which("pg_ctl"):
-        return os.path.dirname(os.path.realpath(initdb))
-    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if os.path.exists(os.path.join(candidate, "initdb")):
-            return candidate
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PostgresServer:
-    """A running throwaway cluster; :meth:`new_database` hands out fresh databases."""
-
-    def __init__(self, bindir: str) -> None:
-        self.bindir = bindir
-        # As root the cluster runs as nobody, who must reach its directory: /tmp,
-        # whatever TMPDIR says (it may point into root's private home).
-        self.base = tempfile.mkdtemp(prefix="gc3session-pg-",
-                                     dir="/tmp" if os.geteuid() == 0 else None)
-        self.datadir = os.path.join(self.base, "data")
-        self.port = _free_port()
-        self._counter = itertools.count(1)
-        self._user: str | None = None
-        if os.geteuid() == 0:
-            self._user = "nobody"
-            entry = pwd.getpwnam(self._user)
-            os.chown(self.base, entry.pw_uid, entry.pw_gid)
-        self._run(["initdb", "-D", self.datadir, "-U", PG_USER, "--auth=trust",
-                   "--encoding=UTF8", "--no-instructions"])
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-                   f" -c unix_socket_directories={self.base} -c fsync=off"
-                   " -c max_connections=200 -c shared_buffers=32MB")
-        self._run(["pg_ctl", "-D", self.datadir, "-l", os.path.join(self.base, "log"),
-                   "-o", options, "-w", "-t", "60", "start"])
-
-    def _run(self, argv: list[str]) -> None:
-        argv = [os.path.join(self.bindir, argv[0]), *argv[1:]]
-        result = subprocess.run(argv, user=self._user, cwd=self.base, capture_output=True,
-                                text=True, timeout=120)
-        if result.returncode != 0:
-            log = os.path.join(self.base, "log")
-            tail = open(log).read()[-2000:] if os.path.exists(log) else ""
-            raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr}{tail}")
-
-    def url(self, database: str = "postgres") -> str:
-        """A URL for ``database`` (no password: the cluster trusts loopback)."""
-        return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{database}"
-
-    def new_database(self) -> str:
-        """Create a fresh database and return its URL."""
-        import psycopg
-
-        name = f"test_{os.getpid()}_{next(self._counter)}"
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=PG_USER, dbname="postgres",
-                             autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-    def stop(self) -> None:
-        """Stop the cluster and delete its files."""
-        try:
-            self._run(["pg_ctl", "-D", self.datadir, "-m", "immediate", "-w", "stop"])
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
 
 
 def _unavailable(reason: str) -> None:
@@ -114,9 +37,9 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    """The throwaway PostgreSQL cluster of this test run."""
-    bindir = _find_pg_bin()
+def pg_server() -> Iterator[PgCluster]:
+    """The throwaway PostgreSQL cluster of this test run (see ``tests/_pg_cluster.py``)."""
+    bindir = find_pg_bin()
     if bindir is None:
         _unavailable("initdb/pg_ctl not found (Debian: apt-get install postgresql)")
     try:
@@ -125,7 +48,9 @@ def pg_server() -> Iterator[PostgresServer]:
         _unavailable("the psycopg package is not installed (pip install 'gc3session[postgresql]')")
     started = time.monotonic()
     try:
-        server = PostgresServer(bindir)  # type: ignore[arg-type]
+        # fsync off: the server is never killed by the tests, only its clients
+        server = PgCluster(PG_USER, {"fsync": "off", "max_connections": "200",
+                                     "shared_buffers": "32MB"}, bindir=bindir)
     except (RuntimeError, OSError, KeyError, subprocess.TimeoutExpired) as err:
         _unavailable(f"the throwaway server did not start: {err}")
     print(f"PostgreSQL test server on port {server.port} ({time.monotonic() - started:.1f}s)")
@@ -134,9 +59,9 @@ def pg_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def pg_url(pg_server: PostgresServer) -> str:
+def pg_url(pg_server: PgCluster) -> str:
     """URL of a fresh, empty database on the throwaway server."""
-    return pg_server.new_database()
+    return pg_server.url(pg_server.new_database("test"))
 
 
 @pytest.fixture(autouse=True)

@@ -10,18 +10,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import glob
 import os
-import pwd
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 from typing import Any, Callable, Iterator, Sequence
+
+from tests import _pg_cluster
 
 #: The filler that brings a task's record to about 2 KB (shared, so 100,000 tasks fit in memory).
 FILLER = "benchmark payload " * 60
@@ -184,90 +182,19 @@ def scratch(prefix: str) -> Iterator[str]:
 
 # --- a throwaway PostgreSQL cluster -------------------------------------------------
 
-class PgCluster:
-    """A PostgreSQL cluster in a temporary directory, with fsync *on* (durability is measured).
+class PgCluster(_pg_cluster.PgCluster):
+    """The test suite's throwaway cluster, with fsync *on* (durability is measured).
 
-    Listens on a free loopback port; as root it runs as ``nobody``.  Use it as
-    a context manager: it is stopped and its files deleted at exit.
+    Its directory goes under ``$GC3SESSION_BENCH_DIR`` when that is set.
     """
 
-    USER = "bench"
-
     def __init__(self) -> None:
-        self.bindir = _find_pg_bin()
-        if self.bindir is None:
-            raise RuntimeError("initdb/pg_ctl not found (Debian: apt-get install postgresql)")
-        self.base = tempfile.mkdtemp(prefix="gc3session-bench-pg-",
-                                     dir=os.environ.get("GC3SESSION_BENCH_DIR") or None)
-        self.datadir = os.path.join(self.base, "data")
-        self.port = _free_port()
-        self._user = "nobody" if os.geteuid() == 0 else None
-        self._databases = 0
+        super().__init__("bench", {"shared_buffers": "128MB", "max_wal_size": "2GB"},
+                         parent=os.environ.get("GC3SESSION_BENCH_DIR") or None)
 
-    def __enter__(self) -> "PgCluster":
-        try:
-            if self._user:
-                entry = pwd.getpwnam(self._user)
-                os.chown(self.base, entry.pw_uid, entry.pw_gid)
-            self._run(["initdb", "-D", self.datadir, "-U", self.USER, "--auth=trust",
-                       "--encoding=UTF8", "--no-instructions"])
-            options = (f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-                       f" -c unix_socket_directories={self.base} -c shared_buffers=128MB"
-                       " -c max_wal_size=2GB")
-            self._run(["pg_ctl", "-D", self.datadir, "-l", os.path.join(self.base, "log"),
-                       "-o", options, "-w", "-t", "60", "start"])
-        except BaseException:
-            shutil.rmtree(self.base, ignore_errors=True)
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            self._run(["pg_ctl", "-D", self.datadir, "-m", "immediate", "-w", "stop"])
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
-
-    def _run(self, argv: list[str]) -> None:
-        assert self.bindir is not None
-        argv = [os.path.join(self.bindir, argv[0]), *argv[1:]]
-        result = subprocess.run(argv, user=self._user, cwd=self.base, capture_output=True,
-                                text=True, timeout=120)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr}")
-
-    def new_database(self) -> str:
+    def new_database(self, prefix: str = "bench") -> str:
         """Create an empty database; return its name."""
-        import psycopg
-
-        self._databases += 1
-        name = f"bench_{self._databases}"
-        with psycopg.connect(**self.connect_args("postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return name
-
-    def connect_args(self, database: str) -> dict[str, Any]:
-        """Keyword arguments of ``psycopg.connect`` for ``database``."""
-        return {"host": "127.0.0.1", "port": self.port, "user": self.USER, "dbname": database}
-
-    def url(self, database: str) -> str:
-        """A store URL for ``database``."""
-        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{database}"
-
-
-def _find_pg_bin() -> str | None:
-    initdb = shutil.which("initdb")
-    if initdb and shutil.which("pg_ctl"):
-        return os.path.dirname(os.path.realpath(initdb))
-    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if os.path.exists(os.path.join(candidate, "initdb")):
-            return candidate
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return super().new_database(prefix)
 
 
 # --- output --------------------------------------------------------------------------
