@@ -21,6 +21,7 @@ import pytest
 from gc3session import Session, Task, fsio
 from gc3session.exceptions import Error, StoreWriteError
 
+from _faults import FaultAt, die, fail_with
 from _report import record
 
 Scenario = Callable[[Session], Any]
@@ -92,16 +93,6 @@ def _steps(tmp_path: Any, scenario: Scenario) -> list[tuple[str, str]]:
     return seen
 
 
-class _Fault:
-    def __init__(self, at: int, action: Callable[[str, str], None]) -> None:
-        self.at, self.action, self.count = at, action, 0
-
-    def __call__(self, step: str, path: str) -> None:
-        self.count += 1
-        if self.count == self.at:
-            self.action(step, path)
-
-
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO, errno.EACCES])
 def test_error_at_every_step(tmp_path: Any, name: str, code: int) -> None:
@@ -113,10 +104,7 @@ def test_error_at_every_step(tmp_path: Any, name: str, code: int) -> None:
         session = _setup(str(root / "s"))
         before = _snapshot(session.path)
 
-        def fail(step: str, path: str) -> None:
-            raise OSError(code, os.strerror(code), path)
-
-        with fsio.inject_faults(_Fault(index, fail)):
+        with fsio.inject_faults(FaultAt(index, fail_with(code))):
             with pytest.raises(Error) as info:
                 scenario(session)
         err = info.value
@@ -145,7 +133,7 @@ def test_kill_at_every_step(tmp_path: Any, name: str) -> None:
         pid = os.fork()
         if pid == 0:  # child: die at the chosen step, like a power cut would stop the program
             try:
-                with fsio.inject_faults(_Fault(index, lambda *_: os.kill(os.getpid(), signal.SIGKILL))):
+                with fsio.inject_faults(FaultAt(index, die)):
                     scenario(session)
             finally:
                 os._exit(3)

@@ -26,6 +26,7 @@ from gc3session.exceptions import StoreWriteError
 from gc3session.plainbox import (LockedStorageError, MemoryJobResult, SessionManager, SessionStorage,
                                  SessionStorageRepository, SessionSuspendHelper)
 
+from _faults import FaultAt, die, fail_with
 from _report import record
 
 OLD, NEW = "old checkpoint", "new checkpoint"
@@ -82,16 +83,6 @@ def _steps(tmp_path: Any, scenario: Callable[[SessionManager], None]) -> list[tu
     return seen
 
 
-class _Fault:
-    def __init__(self, at: int, action: Callable[[str, str], None]) -> None:
-        self.at, self.action, self.count = at, action, 0
-
-    def __call__(self, step: str, path: str) -> None:
-        self.count += 1
-        if self.count == self.at:
-            self.action(step, path)
-
-
 def test_the_checkpoint_steps_are_the_documented_protocol(tmp_path: Any) -> None:
     """save_checkpoint is: create session.next, write, fsync, rename over session, fsync the directory."""
     steps = _steps(tmp_path, _save_checkpoint)
@@ -111,10 +102,7 @@ def test_error_at_every_step(tmp_path: Any, name: str, code: int) -> None:
         manager = _setup(str(tmp_path / str(index)))
         storage = manager.storage
 
-        def fail(step: str, path: str) -> None:
-            raise OSError(code, os.strerror(code), path)
-
-        with fsio.inject_faults(_Fault(index, fail)):
+        with fsio.inject_faults(FaultAt(index, fail_with(code))):
             with pytest.raises(StoreWriteError) as info:
                 scenario(manager)
         manager.close()
@@ -143,7 +131,7 @@ def test_kill_at_every_step(tmp_path: Any, name: str) -> None:
         pid = os.fork()
         if pid == 0:  # child: die at the chosen step, as a crash would stop it
             try:
-                with fsio.inject_faults(_Fault(index, lambda *_: os.kill(os.getpid(), signal.SIGKILL))):
+                with fsio.inject_faults(FaultAt(index, die)):
                     scenario(manager)
             finally:
                 os._exit(3)
