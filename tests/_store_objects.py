@@ -12,7 +12,7 @@ import subprocess
 import sys
 from typing import Any
 
-from gc3session.persistence import Persistable
+from gc3session.persistence import Persistable, Store
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(TESTS_DIR, "_store_child.py")
@@ -72,3 +72,27 @@ def start_child(*args: str) -> "subprocess.Popen[str]":
     return subprocess.Popen([sys.executable, CHILD, *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=child_env())
+
+
+def save_in_forked_child(store: Store, payload: Any) -> str:
+    """``pre_fork``, fork, and in the child ``post_fork`` then save ``Item(payload)``.
+
+    Returns the id the child got (it reports it through a pipe).
+
+    :raises AssertionError: if the child did not exit cleanly.
+    """
+    store.pre_fork()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: save one record and report its id
+        try:
+            store.post_fork()
+            os.write(write_end, store.save(Item(payload)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as stream:
+        child_id = stream.read().decode()
+    assert os.waitstatus_to_exitcode(status) == 0
+    return child_id

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _store_objects import Item, Node
+from _store_objects import Item, Node, save_in_forked_child
 from gc3session import fsio
 from gc3session.exceptions import (CorruptRecordError, IdAllocationError, InvalidValue, LoadError,
                                    ReadOnlyStoreError, RecordNotFoundError, StoreWriteError)
@@ -212,21 +212,8 @@ def test_garbage_counter_raises_and_is_left_alone(store: FilesystemStore, garbag
 def test_forked_child_never_reuses_the_parents_block(store: FilesystemStore) -> None:
     """post_fork() in a child drops the inherited block: parent and child ids stay distinct."""
     parent_first = store.save(Item("parent"))
-    store.pre_fork()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: save one record and report its id
-        try:
-            store.post_fork()
-            os.write(write_end, store.save(Item("child")).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    with os.fdopen(read_end, "rb") as stream:
-        child_id = stream.read().decode()
+    child_id = save_in_forked_child(store, "child")
     parent_second = store.save(Item("parent again"))
-    assert os.waitstatus_to_exitcode(status) == 0
     assert len({parent_first, parent_second, child_id}) == 3
     store.invalidate_cache()
     assert store.load(child_id).payload == "child"

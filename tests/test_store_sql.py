@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 import sqlalchemy as sa
 
-from _store_objects import Item, Node
+from _store_objects import Item, Node, save_in_forked_child
 from gc3session.exceptions import (InvalidTableName, InvalidType, InvalidValue, LoadError,
                                    ReadOnlyStoreError, RecordNotFoundError, SerializationError,
                                    StoreLockedError, StoreUnavailableError, StoreWriteError)
@@ -518,20 +518,8 @@ def test_forked_child_uses_its_own_connection_and_ids(db_url: str, opened: list[
     """After pre_fork/fork/post_fork the child saves with fresh ids on its own connection."""
     store = _open(opened, db_url)
     first = store.save(Item("parent"))
-    store.pre_fork()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            store.post_fork()
-            os.write(write_end, store.save(Item("child")).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    with os.fdopen(read_end, "rb") as stream:
-        child_id = stream.read().decode()
+    child_id = save_in_forked_child(store, "child")
     second = store.save(Item("parent again"))
-    assert os.waitstatus_to_exitcode(status) == 0 and len({first, second, child_id}) == 3
+    assert len({first, second, child_id}) == 3
     store.invalidate_cache()
     assert [store.load(i).payload for i in (first, child_id, second)] == ["parent", "child", "parent again"]
