@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 
 from . import fsio
 from .exceptions import CorruptIndexError, StoreWriteError
-from .persistence.idfactory import is_valid_id
+from .persistence.idfactory import ID_PATTERN, is_valid_id
 
 INDEX_FILENAME = "session_ids.txt"
 
@@ -99,7 +99,7 @@ def parse(data: bytes, path: str) -> list[str]:
 
 
 #: A whole index of plain "Prefix.N" lines (blank lines and spaces take the slow path).
-_WELL_FORMED = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]{0,127}\.(?:0|[1-9][0-9]{0,18})\n)*")
+_WELL_FORMED = re.compile(rf"(?:{ID_PATTERN}\n)*".encode())
 _TORN = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9]*)?)?\x00*")
 
 

@@ -46,7 +46,7 @@ from typing import Any, Iterator
 from gc3session import fsio
 from gc3session.exceptions import (IdAllocationError, InvalidValue, LoadError,
                                    RecordNotFoundError, StoreWriteError)
-from gc3session.persistence.idfactory import Id, is_valid_id
+from gc3session.persistence.idfactory import ID_PATTERN, Id, is_valid_id
 from gc3session.persistence.serialization import Record, parse_header
 from gc3session.persistence.store import Store
 from gc3session.persistence.url import StoreUrl
@@ -58,7 +58,7 @@ STATES_FILE = ".states"
 _REMOVED = "!"
 _COMPACT_MIN_BYTES = 1 << 20
 #: A state log whose every line is "<id> <state>" (anything else takes the line-by-line fold).
-_WELL_FORMED_STATES = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]{0,127}\.(?:0|[1-9][0-9]{0,18}) [!-~]+\n)*")
+_WELL_FORMED_STATES = re.compile(rf"(?:{ID_PATTERN} [!-~]+\n)*".encode())
 #: Batches at least this large are synced with one ``syncfs`` instead of an fsync per file.
 GROUP_SYNC_MIN = 8
 #: Batches touching at least this many shards commit their renames with one ``syncfs``.

@@ -20,7 +20,11 @@ from typing import Any, Callable
 
 from ..exceptions import InvalidValue
 
-_ID_RE = re.compile(r"^(?P<prefix>[A-Za-z_][A-Za-z0-9_]{0,127})\.(?P<seqno>0|[1-9][0-9]{0,18})$")
+_PREFIX = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
+_SEQNO = r"0|[1-9][0-9]{0,18}"  # no leading zeros: "Task.01" would alias "Task.1"
+#: An id as a regular expression (no groups, no anchors), for parsers of id lists.
+ID_PATTERN = rf"{_PREFIX}\.(?:{_SEQNO})"
+_ID_RE = re.compile(rf"^(?P<prefix>{_PREFIX})\.(?P<seqno>{_SEQNO})$")
 
 
 class Id(str):
