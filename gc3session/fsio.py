@@ -201,9 +201,10 @@ def append(path: str, data: bytes, *, durable: bool = True,
     try:
         if cut_tail is not None:
             step = "truncate"
-            _cut_torn_tail(fd, path, cut_tail)
+            size = _cut_torn_tail(fd, path, cut_tail)
             step = "write"
-        size = os.fstat(fd).st_size
+        else:
+            size = os.fstat(fd).st_size
         write_all(fd, data, path)
         if durable:
             step = "fsync"
@@ -221,12 +222,11 @@ def append(path: str, data: bytes, *, durable: bool = True,
         os.close(fd)
 
 
-def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool]) -> None:
+def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool]) -> int:
+    """Cut an unterminated last line that ``is_torn`` accepts; return the file's size then."""
     size = os.fstat(fd).st_size
-    if size == 0:
-        return
-    if os.pread(fd, 1, size - 1) == b"\n":
-        return
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
     # Walk back block by block to the last newline: a batch append torn by a
     # power cut can leave a tail (zeros, a prefix of a line) longer than a block.
     keep, end = 0, size
@@ -241,6 +241,7 @@ def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool]) -> None
         raise OSError(errno.EILSEQ, "unexpected bytes after the last line; refusing to cut them")
     _step("truncate", path)
     os.ftruncate(fd, keep)
+    return keep
 
 
 def _load_syncfs() -> Callable[[int], None] | None:
