@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import traceback
 
 from _store_objects import Item
 from gc3session.persistence import Store, make_store
@@ -71,9 +72,16 @@ def replace(url: str, record_id: str) -> None:
         pid = os.fork()
         if pid == 0:
             _replace_forever(store, record_id, base)
-        print("PID", pid, flush=True)
+        _say("PID", pid)
         _, status = os.waitpid(pid, 0)
-        print("DEAD", pid, status, flush=True)
+        _say("DEAD", pid, status)
+
+
+def _say(*words: object) -> None:
+    """Print one line with a single ``write``: a writer killed mid-line must not leave half
+    of one (``print`` writes word by word when Python runs unbuffered, PYTHONUNBUFFERED=1),
+    which the parent would read glued to the next line."""
+    os.write(1, (" ".join(map(str, words)) + "\n").encode())
 
 
 def _replace_forever(store: Store, record_id: str, base: int) -> None:
@@ -84,7 +92,10 @@ def _replace_forever(store: Store, record_id: str, base: int) -> None:
         while True:
             n += 1
             store.replace(record_id, Item(payload(n)))
-            print("WROTE", n, flush=True)
+            _say("WROTE", n)
+    except BaseException:
+        traceback.print_exc()  # the parent shows it: a writer must only die of the kill
+        sys.stderr.flush()
     finally:
         os._exit(1)
 

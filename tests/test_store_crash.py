@@ -65,6 +65,8 @@ class _Writer:
                 pid = int(words[1])
             elif words[0] == "WROTE":
                 last = int(words[1])
+            elif words[0] == "DEAD":  # it died before anyone killed it: say why, do not wait
+                raise AssertionError(f"the writer died before it was killed: {words}")
         time.sleep(delay)
         os.kill(pid, signal.SIGKILL)
         while (words := self._readline())[0] != "DEAD":
