@@ -12,6 +12,7 @@ from __future__ import annotations
 from .persistence import Id as Id
 from .persistence import Persistable as Persistable
 from .persistence import Store as Store
+from .persistence import fresh_copy as fresh_copy
 from .persistence import StoreUrl as StoreUrl
 from .persistence import make_store as make_store
 from .persistence import register as register
@@ -40,6 +41,7 @@ __all__ = [
     "TaskCollection",
     "TemporarySession",
     "__version__",
+    "fresh_copy",
     "make_store",
     "register",
 ]

@@ -72,6 +72,15 @@ class InvalidTableName(InvalidValue):
     """An SQL table name is not a plain identifier (guards against injection)."""
 
 
+class ForeignTaskError(InvalidArgument):
+    """An object that belongs to another store (another session) was to be saved here.
+
+    Ids are unique per store only: writing the object here under its id could
+    overwrite this store's own record of that id.  ``id`` is the object's id,
+    ``home`` where it belongs, ``here`` where it was to be saved.
+    """
+
+
 class SchemeAlreadyRegistered(InvalidArgument):
     """:func:`register` was asked to replace a scheme without ``replace=True``."""
 
@@ -146,6 +155,14 @@ class CorruptSessionError(SessionError, InvalidArgument):
 
 class CorruptIndexError(CorruptSessionError):
     """``session_ids.txt`` holds something that is not a list of ids."""
+
+
+class StoreSwitchedError(SessionError, RuntimeError):
+    """Another process moved the session to another store while this handle was open.
+
+    Nothing was written; ``old`` and ``new`` are the two store URLs.  Open the
+    session again to work in its new store.
+    """
 
 
 class ReadOnlySessionError(SessionError, PermissionError):

@@ -36,12 +36,15 @@ INDEX_FILENAME = "session_ids.txt"
 
 
 @contextlib.contextmanager
-def locked_dir(path: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the directory ``path`` itself.
+def locked_dir(path: str, *, shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive (or ``shared``) ``flock`` on the directory ``path`` itself.
 
     Locking the directory (not a file in it) keeps the session directory
     listing exactly GC3Pie's, and a directory inode is never replaced, so a
-    waiter never ends up holding a lock on a stale file.
+    waiter never ends up holding a lock on a stale file.  Index changes take
+    it exclusively; record writes take it shared (many at once), so that
+    switching the session's store, which takes it exclusively, never
+    happens in the middle of one.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -49,7 +52,7 @@ def locked_dir(path: str) -> Iterator[None]:
         raise StoreWriteError(f"cannot open session directory {path!r}: {err.strerror}",
                               path=path, step="lock", errno=err.errno) from err
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

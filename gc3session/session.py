@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import os
 import shutil
 import tempfile
@@ -29,7 +30,8 @@ from typing import Any, Iterable, Iterator
 
 from . import index, sessiondir
 from .exceptions import (CorruptSessionError, InvalidArgument, InvalidValue, LoadError,
-                         ReadOnlySessionError, SessionNotFoundError)
+                         ReadOnlySessionError, RecordNotFoundError, SerializationError,
+                         SessionNotFoundError, StoreSwitchedError)
 from .persistence.idfactory import Id, is_valid_id
 from .persistence.registry import make_store
 from .persistence.store import Store
@@ -83,8 +85,10 @@ class Session:
         self._pending_add: dict[str, None] = {}
         self._unsaved: dict[str, Any] = {}
         self._fresh: set[str] = set()  # ids allocated here and not yet in the index
-        self._pending_delete: list[str] = []
+        self._pending_delete: dict[str, list[str]] = {}  # removed id -> its records to delete
         self._pending_remove: set[str] = set()
+        self._counter_checked = False
+        self._destroyed = False
         self._ignore_errors = ignore_errors
         wanted = None if task_ids is None else [str(i) for i in task_ids]
         store_kwargs.setdefault("durable", durable)
@@ -107,6 +111,7 @@ class Session:
                 # another process created the same session a moment ago: use it
                 self.store.close()
                 self._open(store_or_url, store_kwargs)
+        self.store.owner = self.path
         self._ids = dict.fromkeys(wanted if wanted is not None else self._index_ids)
         if load:
             self.load_many(list(self._ids), add=False)
@@ -120,10 +125,12 @@ class Session:
             self.store = make_store(url, **store_kwargs)
         self.store_url = self.store.url
         sessiondir.create(self.path, self.store_url, durable=self.durable)
+        self._store_stamp = sessiondir.store_url_stamp(self.path)
         self.created = sessiondir.read_timestamp(self.path, "start")
         self._index_ids: list[str] = []
 
     def _open(self, store_or_url: "Store | str | StoreUrl | None", store_kwargs: dict[str, Any]) -> None:
+        self._store_stamp = sessiondir.store_url_stamp(self.path)
         self.store_url = sessiondir.read_store_url(self.path)
         self._index_ids = sessiondir.read_index(self.path)
         if isinstance(store_or_url, Store):
@@ -165,17 +172,33 @@ class Session:
         all such tasks in one batch (one transaction, or one group of file
         writes with a single sync) and appends their ids in one write, which
         is how to add thousands of tasks quickly.  Adding a task twice
-        returns the same id.
+        returns the same id; adding it again after :meth:`remove` writes
+        its record again.
+
+        An add that raises leaves the session (on disk) and this handle as
+        they were: the task is not part of the session, and later adds work.
+
+        :raises ForeignTaskError: if ``task`` (or a task it holds) was loaded
+            from, or saved in, another session: its id is that session's.
+            Add :func:`~gc3session.persistence.fresh_copy` of it instead.
+        :raises SerializationError: if the task cannot be pickled.
         """
         self._check_writable()
         pid = getattr(task, "persistent_id", None)
-        if pid is not None and str(pid) in self._ids:
-            return pid
+        if pid is not None:
+            self.store.claim(task)
+            if str(pid) in self._ids:
+                return pid
+        else:
+            self._check_counter()
+        before = self._handle_state(pid)
         needs_save = pid is None or getattr(task, "changed", True)
         if pid is None:
             pid = task.persistent_id = self.store.idfactory.new(task)
             self._fresh.add(str(pid))
         key = str(pid)
+        if self._pending_delete:
+            self._keep_records_of(key)
         if needs_save:
             self._unsaved[key] = task
         self.tasks[key] = task
@@ -183,8 +206,38 @@ class Session:
         self._pending_remove.discard(key)
         self._pending_add[key] = None
         if flush:
-            self.flush()
+            try:
+                self._save_unsaved()
+                self._write_index_changes()
+            except BaseException:
+                self._restore_handle_state(key, before)
+                raise
+            self._delete_pending()
         return pid
+
+    def _handle_state(self, pid: Any) -> dict[str, Any]:
+        """What this handle knows about ``pid``, so that a failed add can put it back."""
+        key = str(pid)
+        return {"listed": key in self._ids, "task": self.tasks.get(key),
+                "pending_add": key in self._pending_add, "unsaved": self._unsaved.get(key),
+                "fresh": key in self._fresh, "pending_remove": key in self._pending_remove,
+                "pending_delete": dict(self._pending_delete)}
+
+    def _restore_handle_state(self, key: str, before: dict[str, Any]) -> None:
+        for flag, target in (("listed", self._ids), ("pending_add", self._pending_add)):
+            if not before[flag]:
+                target.pop(key, None)
+        for name, target in (("task", self.tasks), ("unsaved", self._unsaved)):
+            if before[name] is None:
+                target.pop(key, None)
+            else:
+                target[key] = before[name]
+        for flag, members in (("fresh", self._fresh), ("pending_remove", self._pending_remove)):
+            if before[flag]:
+                members.add(key)
+            else:
+                members.discard(key)
+        self._pending_delete = before["pending_delete"]
 
     def forget(self, task_id: str, flush: bool = True) -> None:
         """Drop ``task_id`` from the session, keeping its record in the store."""
@@ -205,18 +258,26 @@ class Session:
 
         The index loses the id before the store loses the records, so a crash
         in between leaves unlisted records (``gsession fsck`` reports them),
-        never an index entry without its record.
+        never an index entry without its record.  The removed objects that
+        are still in memory are marked changed: they are no longer on disk,
+        and adding one again writes it again.  Until a ``flush=False``
+        removal is flushed, loading its ids raises as it will after.
         """
         self._check_writable()
         key = str(task_id)
         doomed = self._with_children(key)
         self.forget(key, flush=False)
-        self._pending_delete.extend(doomed)
+        self._pending_delete[key] = [pid for pid, _ in doomed]
+        for _, obj in doomed:
+            if obj is not None:
+                with contextlib.suppress(AttributeError):  # a read-only ``changed`` property
+                    obj.changed = True
         if flush:
             self.flush()
 
-    def _with_children(self, key: str) -> list[str]:
-        doomed = [key]
+    def _with_children(self, key: str) -> list[tuple[str, Any]]:
+        """``key`` and every id below it, with its object (None if it cannot be loaded)."""
+        doomed: dict[str, Any] = {key: None}
         queue = collections.deque([key])
         while queue:
             current = queue.popleft()
@@ -224,12 +285,22 @@ class Session:
                 obj = self.tasks[current] if current in self.tasks else self.store.load(current)
             except LoadError:
                 continue  # an unloadable record is still removed; its children cannot be known
+            doomed[current] = obj
             for child in getattr(obj, "tasks", None) or ():
                 child_id = getattr(child, "persistent_id", None)
                 if child_id is not None and str(child_id) not in doomed:
-                    doomed.append(str(child_id))
+                    doomed[str(child_id)] = child
                     queue.append(str(child_id))
-        return doomed
+        return list(doomed.items())
+
+    def _keep_records_of(self, key: str) -> None:
+        """A task joins again while removals are pending: its records must stay."""
+        keep = {pid for pid, _ in self._with_children(key)}
+        self._pending_delete = {root: [pid for pid in doomed if pid not in keep]
+                                for root, doomed in self._pending_delete.items() if root not in keep}
+
+    def _removed_ids(self) -> set[str]:
+        return {pid for doomed in self._pending_delete.values() for pid in doomed}
 
     def flush(self) -> None:
         """Save the tasks added with ``flush=False``, then write the index changes.
@@ -237,32 +308,61 @@ class Session:
         Records first, index second: an id reaches the index only once its
         record is on disk.  Added ids are appended; removals rewrite the file
         atomically from its current content, so other handles' ids survive.
+
+        A task that cannot be pickled is taken out of the batch (and out of
+        the session, if this flush was to add it) and named in the
+        :class:`~gc3session.exceptions.SerializationError`; nothing of the
+        batch is written, and the next flush writes the rest.
+
+        :raises StoreSwitchedError: if another process moved the session to
+            another store (``gsession copy``) since it was opened; nothing
+            was written, reopen the session.
         """
         self._check_writable()
         self._save_unsaved()
-        if self._pending_add or self._pending_remove:
-            filename = os.path.join(self.path, self.INDEX_FILENAME)
-            with index.locked_dir(self.path):
-                if self._pending_remove:
-                    index.rewrite_without(filename, self._pending_remove, durable=self.durable)
-                new = list(self._pending_add)
-                if any(key not in self._fresh for key in new):
-                    # ids this handle did not allocate may be listed already
-                    # (loaded tasks, another handle's adds): append only the others
-                    on_disk = set(index.read(filename))
-                    new = [key for key in new if key not in on_disk]
-                index.append(filename, new, durable=self.durable)
-            self._pending_add.clear()
-            self._pending_remove.clear()
-            self._fresh.clear()
+        self._write_index_changes()
+        self._delete_pending()
+
+    def _write_index_changes(self) -> None:
+        if not (self._pending_add or self._pending_remove):
+            return
+        filename = os.path.join(self.path, self.INDEX_FILENAME)
+        with index.locked_dir(self.path):
+            self._check_store_unchanged()
+            if self._pending_remove:
+                index.rewrite_without(filename, self._pending_remove, durable=self.durable)
+            new = list(self._pending_add)
+            if any(key not in self._fresh for key in new):
+                # ids this handle did not allocate may be listed already
+                # (loaded tasks, another handle's adds): append only the others
+                on_disk = set(index.read(filename))
+                new = [key for key in new if key not in on_disk]
+            index.append(filename, new, durable=self.durable)
+        self._pending_add.clear()
+        self._pending_remove.clear()
+        self._fresh.clear()
+
+    def _delete_pending(self) -> None:
         if self._pending_delete:
-            self.store.remove_many(self._pending_delete)
+            with self._writing():
+                self.store.remove_many(sorted(self._removed_ids()))
             self._pending_delete.clear()
 
     def save(self, obj: Any) -> Id:
         """Save ``obj`` to the store (it is not added to the session)."""
         self._check_writable()
-        return self.store.save(obj)
+        with self._writing():
+            return self.store.save(obj)
+
+    def save_many(self, objs: Iterable[Any]) -> list[Id]:
+        """Save several objects in one batch (they are not added to the session).
+
+        What the engine uses to persist a pass: one transaction, or one group
+        of record files with a single sync.
+        """
+        self._check_writable()
+        with self._writing():
+            return self.store.save_many(objs)
 
     def save_all(self, flush: bool = True) -> None:
         """Save every loaded top-level task whose ``changed`` flag is set, in one batch."""
@@ -273,19 +373,89 @@ class Session:
             self.flush()
 
     def _save_unsaved(self) -> None:
-        if self._unsaved:
-            self.store.save_many(self._unsaved.values())
-            self._unsaved.clear()
+        if not self._unsaved:
+            return
+        batch = list(self._unsaved.items())
+        try:
+            with self._writing():
+                self.store.save_many([task for _, task in batch])
+        except SerializationError as err:
+            position = err.context.get("position")
+            if isinstance(position, int) and 0 <= position < len(batch):
+                self._drop_unsaveable(batch[position][0])
+            raise
+        self._unsaved.clear()
+
+    def _drop_unsaveable(self, key: str) -> None:
+        """Take a task that cannot be pickled out of the pending batch (and out of the
+        session if it was pending to join it), so that the rest can be written."""
+        self._unsaved.pop(key, None)
+        if self._pending_add.pop(key, 0) is None:
+            self._ids.pop(key, None)
+            self.tasks.pop(key, None)
+            self._fresh.discard(key)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the session directory's lock shared while records are written.
+
+        ``gsession copy`` takes it exclusively to switch the session to
+        another store, so a write either lands before the copy's last check
+        (which then sees it) or after the switch (which this handle notices
+        and refuses): never in the old store unseen.
+        """
+        with index.locked_dir(self.path, shared=True):
+            self._check_store_unchanged()
+            yield
+
+    def _check_store_unchanged(self) -> None:
+        """Raise :class:`StoreSwitchedError` if ``store.url`` now names another store."""
+        stamp = sessiondir.store_url_stamp(self.path)
+        if stamp == self._store_stamp:
+            return
+        try:
+            now = sessiondir.read_store_url(self.path)
+        except CorruptSessionError as err:
+            raise StoreSwitchedError(
+                f"{self.path}/{self.STORE_URL_FILENAME} changed since session {self.path} was"
+                f" opened and cannot be read now ({err}); nothing was written",
+                path=self.path) from err
+        if now.without_password() != self.store_url.without_password():
+            raise StoreSwitchedError(
+                f"session {self.path} was moved to the store {now} by another process (gsession"
+                f" copy) while this handle still wrote to {self.store_url}; nothing was written."
+                " Open the session again to go on in its new store.",
+                path=self.path, old=str(self.store_url), new=str(now))
+        self._store_stamp = stamp
+
+    def _check_counter(self) -> None:
+        """Before the first fresh id: never hand out an id the index lists.
+
+        The counter lives in the store; a store emptied or restored from an
+        older backup while ``session_ids.txt`` kept its ids would otherwise
+        hand them out again.  Costs one read of the counter per handle.
+        """
+        if self._counter_checked:
+            return
+        listed = [Id.parse(i).seqno for i in self._index_ids]
+        if listed:
+            self.store.ensure_counter_past(max(listed))
+        self._counter_checked = True
 
     def load(self, obj_id: str, add: bool = True, flush: bool = True) -> Any:
         """Load ``obj_id`` from the store; with ``add``, make it part of the session.
 
         Adding an id that is already in the session writes nothing, so
         loading never shrinks or rewrites the index.
+
+        :raises RecordNotFoundError: if there is no such record, or if this
+            handle removed it (even before the removal is flushed).
         """
         key = str(obj_id)
         if key in self.tasks:
             return self.tasks[key]
+        if self._pending_delete and key in self._removed_ids():
+            raise self._removed_error(key)
         obj = self.store.load(key)
         if key in self._ids:
             self.tasks[key] = obj
@@ -293,10 +463,21 @@ class Session:
             self.add(obj, flush=flush)
         return obj
 
+    def _removed_error(self, key: str) -> RecordNotFoundError:
+        return RecordNotFoundError(f"no record {key}: it was removed from session {self.path}"
+                                   " (the removal is not flushed yet)", id=key,
+                                   location=self.store.location(key), cause="removed")
+
     def load_many(self, obj_ids: Iterable[str], add: bool = True, flush: bool = True) -> dict[str, Any]:
         """Load several objects in one batch; failures raise, or go to :attr:`load_errors`."""
         keys = [str(i) for i in obj_ids]
-        missing = [k for k in keys if k not in self.tasks]
+        removed = self._removed_ids() if self._pending_delete else set()
+        for key in keys:
+            if key in removed and key not in self.tasks:
+                if not self._ignore_errors:
+                    raise self._removed_error(key)
+                self.load_errors[key] = self._removed_error(key)
+        missing = [k for k in keys if k not in self.tasks and k not in removed]
         errors: dict[str, LoadError] | None = self.load_errors if self._ignore_errors else None
         fresh = self.store.load_many(missing, errors=errors)
         loaded: dict[str, Any] = {}
@@ -375,14 +556,25 @@ class Session:
         self.finished = -1.0
 
     def destroy(self) -> None:
-        """Delete every task of the session from the store, then the session directory."""
+        """Delete every task of the session from the store, then the session directory.
+
+        The handle then holds no task: loading one of its ids raises the
+        :class:`~gc3session.exceptions.RecordNotFoundError` any handle would,
+        and writing raises :class:`~gc3session.exceptions.SessionNotFoundError`.
+        """
         self._check_writable()
-        doomed = [d for i in self._index_or_view() if is_valid_id(i) for d in self._with_children(i)]
-        self.store.remove_many(doomed)
+        doomed = [pid for i in self._index_or_view() if is_valid_id(i)
+                  for pid, _ in self._with_children(i)]
+        with self._writing():
+            self.store.remove_many(doomed)
         self._pending_add.clear()
         self._pending_remove.clear()
         self._pending_delete.clear()
         self._unsaved.clear()
+        self.tasks.clear()
+        self._ids.clear()
+        self.load_errors.clear()
+        self._destroyed = True
         self.store.close()
         if os.path.isdir(self.path):
             shutil.rmtree(self.path)
@@ -405,6 +597,8 @@ class Session:
     def _check_writable(self) -> None:
         if self.readonly:
             raise ReadOnlySessionError(f"session {self.path} is open read-only", path=self.path)
+        if self._destroyed:
+            raise SessionNotFoundError(f"session {self.path} was destroyed", path=self.path)
 
     def __repr__(self) -> str:
         return f"<Session {self.path} ({len(self)} tasks, store {self.store_url})>"

@@ -111,6 +111,20 @@ def read_store_url(path: str) -> StoreUrl:
             path=filename) from err
 
 
+def store_url_stamp(path: str) -> tuple[int, int, int, int] | None:
+    """What identifies the current ``store.url`` of session ``path`` (None if absent).
+
+    ``store.url`` is only ever replaced atomically, so a new inode, size or
+    mtime means it may name another store now (``gsession copy``); a handle
+    compares this before it writes, at the cost of one ``stat``.
+    """
+    try:
+        info = os.lstat(os.path.join(path, STORE_URL_FILENAME))
+    except FileNotFoundError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def read_index(path: str) -> list[str]:
     """Read ``session_ids.txt``, turning a missing/unreadable file into a typed error."""
     filename = os.path.join(path, index.INDEX_FILENAME)

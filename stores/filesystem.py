@@ -145,6 +145,13 @@ class FilesystemStore(Store):
             fsio.atomic_write(path, b"%d\n" % (first + n), durable=self.durable)
         return first
 
+    def _peek_counter(self) -> int | None:
+        """The number in ``.next_id`` (read without the lock), or None if unreadable."""
+        try:
+            return int(fsio.read_bytes(os.path.join(self.directory, COUNTER_FILE)).strip())
+        except (OSError, ValueError):
+            return None
+
     def _scan_next_seqno(self) -> int:
         """First free number when the counter is missing.
 

@@ -41,6 +41,7 @@ serialization failures and deadlocks are retried the same way.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import random
 import re
@@ -143,6 +144,11 @@ class SqlStore(Store):
         self._upsert_stmt: Any = None
         self._table_obj: sa.Table | None = None
         self._meta_obj: sa.Table | None = None
+
+    @functools.cached_property
+    def home(self) -> str:
+        """The database URL without password, and the table (as the database names it)."""
+        return f"{self.url.without_fragment().without_password().render()}#table={self._meta_name}"
 
     # --- engine and schema ----------------------------------------------------
     @property
@@ -372,6 +378,17 @@ class SqlStore(Store):
             return int(value) - n
 
         return self._retry(allocate)
+
+    def _peek_counter(self) -> int | None:
+        meta = self._meta_table()
+        key = f"next_id:{self._meta_name}"
+
+        def peek() -> int | None:
+            with self._engine.connect() as conn:
+                value = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
+            return None if value is None else int(value)
+
+        return self._retry(peek)
 
     def _meta_table(self) -> sa.Table:
         self._engine  # noqa: B018 - initializes the schema

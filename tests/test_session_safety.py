@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from _session_objects import index_lines
 from gc3session import Session, Task, fsio
 from gc3session.exceptions import (CorruptIndexError, CorruptSessionError, LoadError,
                                    StoreUnavailableError, StoreWriteError)
@@ -106,22 +107,28 @@ def test_processes_creating_one_session_at_once_all_open_it(tmp_path: Any) -> No
 
 
 def test_failed_index_append_then_retry_lists_each_id_once(tmp_path: Any) -> None:
-    """An append that fails at its fsync is taken back, so the retry does not duplicate lines."""
+    """An append that fails at its fsync is taken back and the add leaves the handle as it
+    was; adding the same task again lists it once, under the id it already has."""
     path = str(tmp_path / "s")
     session = Session(path)
     session.add(Task(n=1))
+    task = Task(n=2)
 
     def fail_index_fsync(step: str, target: str) -> None:
         if step == "fsync" and target.endswith("session_ids.txt"):
             raise OSError(errno.EIO, "injected I/O error")
 
     with fsio.inject_faults(fail_index_fsync), pytest.raises(StoreWriteError):
-        session.add(Task(n=2))
-    session.flush()  # the same handle retries the pending index change
-    with open(os.path.join(path, "session_ids.txt")) as stream:
-        lines = stream.read().splitlines()
-    assert len(lines) == len(set(lines)) == 2
+        session.add(task)
+    assert task not in session and len(session) == 1
+    session.flush()  # nothing is pending: the failed add was taken back
+    assert index_lines(path) == ["Task.1"]
+    assert session.add(task) == task.persistent_id
+    lines = index_lines(path)
+    assert len(lines) == len(set(lines)) == 2 and lines[1] == task.persistent_id
     session.close()
+    with Session(path) as again:
+        assert again.load(task.persistent_id, add=False).n == 2
 
 
 def test_non_canonical_ids_in_the_index_are_refused(tmp_path: Any) -> None:

@@ -6,6 +6,7 @@ implementation detail.
 
 from __future__ import annotations
 
+from .home import fresh_copy as fresh_copy
 from .idfactory import Id as Id
 from .idfactory import IdFactory as IdFactory
 from .registry import known_schemes as known_schemes
@@ -27,6 +28,7 @@ __all__ = [
     "Store",
     "StoreUrl",
     "allow",
+    "fresh_copy",
     "known_schemes",
     "make_store",
     "register",

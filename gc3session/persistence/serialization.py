@@ -253,11 +253,16 @@ def task_state(obj: Any) -> str | None:
     return str(state) if state is not None else None
 
 
-def encode(root: Any, assign_id: Callable[[Any], Id]) -> list[Record]:
+def encode(root: Any, assign_id: Callable[[Any], Id],
+           claim: Callable[[Any], None] | None = None, *, claim_root: bool = True) -> list[Record]:
     """Encode ``root`` and every new or changed :class:`Persistable` it references.
 
     ``assign_id(obj)`` gives an object without ``persistent_id`` a fresh id.
-    Returns the records, children first and ``root`` last.
+    ``claim(obj)`` is called for every object of the save that already has
+    an id (``root`` only if ``claim_root``), whether it is written or only
+    referenced; it raises to refuse an object that belongs to another store
+    (see :mod:`gc3session.persistence.home`).  Returns the records, children
+    first and ``root`` last.
 
     :raises SerializationError: if some part of the object cannot be pickled.
     """
@@ -277,10 +282,14 @@ def encode(root: Any, assign_id: Callable[[Any], Id]) -> list[Record]:
         if not isinstance(obj, Persistable):
             return None
         pid = getattr(obj, "persistent_id", None)
+        if pid is not None and claim is not None:
+            claim(obj)
         if pid is None or getattr(obj, "changed", True):
             pid = visit(obj)
         return (_REF_TAG, str(pid))
 
+    if claim is not None and claim_root and getattr(root, "persistent_id", None) is not None:
+        claim(root)
     visit(root)
     # visit() appends each record when its own pickling is done, so children
     # (finished first) precede their parents and the root comes last.

@@ -30,10 +30,13 @@ record bytes and records can be copied between stores verbatim.
 from __future__ import annotations
 
 import abc
+import functools
 import weakref
 from typing import Any, Iterable, Mapping
 
-from ..exceptions import CorruptRecordError, InvalidValue, LoadError, ReadOnlyStoreError
+from ..exceptions import (CorruptRecordError, ForeignTaskError, InvalidValue, LoadError,
+                          ReadOnlyStoreError, SerializationError)
+from .home import home_of, settle
 from .idfactory import Id, IdFactory, is_valid_id
 from .serialization import Decoder, Record, encode, parse_header
 from .url import StoreUrl
@@ -53,7 +56,14 @@ class Store(abc.ABC):
         store changes nothing on disk.
 
     Saved and loaded objects are cached by id (weakly), so loading an id twice
-    returns the same object while someone holds it.
+    returns the same object while someone holds it.  They are also noted as
+    being at home here (:mod:`~gc3session.persistence.home`): saving an
+    object that is at home in another store raises
+    :class:`~gc3session.exceptions.ForeignTaskError` instead of writing it
+    under an id that means another task here.
+
+    ``owner`` names the session that uses the store (set by
+    :class:`~gc3session.session.Session`), for messages only.
     """
 
     def __init__(self, url: StoreUrl | str, *, durable: bool = True,
@@ -63,8 +73,11 @@ class Store(abc.ABC):
         self.durable = durable
         self.trusted = trusted
         self.readonly = readonly
-        self.idfactory = idfactory if idfactory is not None else IdFactory(self._allocate_ids)
+        self.idfactory = idfactory if idfactory is not None else IdFactory(self._allocate_counted)
+        self.owner: str | None = None
         self._cache: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+        #: every sequence number below this one is known to be handed out by the counter
+        self._counter_floor = 0
 
     # --- primitives --------------------------------------------------------
     @abc.abstractmethod
@@ -91,6 +104,12 @@ class Store(abc.ABC):
     def location(self, pid: str) -> str:
         """Where record ``pid`` lives (a path, or ``table`` at URL), for messages."""
 
+    def _allocate_counted(self, n: int) -> int:
+        """:meth:`_allocate_ids`, noting how far the counter is known to be."""
+        first = self._allocate_ids(n)
+        self._counter_floor = max(self._counter_floor, first + n)
+        return first
+
     def _read_many(self, pids: list[str]) -> dict[str, bytes]:
         """Bytes of several records (absent ones left out); stores may batch this."""
         result = {}
@@ -112,6 +131,54 @@ class Store(abc.ABC):
                 continue
         return result
 
+    @functools.cached_property
+    def home(self) -> str:
+        """The name under which objects are at home here: the URL without its password.
+
+        Two store objects on the same place (two handles of one session)
+        share it; stores on different places never do.
+        """
+        return self.url.without_password().render()
+
+    def claim(self, obj: Any) -> bool:
+        """Check that ``obj``, which has an id, may be saved here under it.
+
+        :returns: True if ``obj`` has no home (no store of this process saved
+            or loaded it under this id), False if it is at home here.
+        :raises ForeignTaskError: if it is at home in another store, naming
+            both places.
+        """
+        home = home_of(obj)
+        if home is None:
+            return True
+        if home.store != self.home:
+            where = f"session {self.owner} (store {self.home})" if self.owner else f"store {self.home}"
+            raise ForeignTaskError(
+                f"{obj.persistent_id} belongs to {home.describe()}; saving it in {where} under"
+                " the same id could overwrite another task. Add a copy instead:"
+                " gc3session.fresh_copy(task) has no id and gets a fresh one here",
+                id=str(obj.persistent_id), home=home.describe(), here=where)
+        return False
+
+    def ensure_counter_past(self, seqno: int) -> None:
+        """Make sure the id counter never hands out ``seqno`` or a lower number.
+
+        Reads the counter (:meth:`_peek_counter`) and writes only when it is
+        behind, so calling it costs one read in the usual case.
+        """
+        if seqno < self._counter_floor:
+            return
+        current = self._peek_counter()
+        if current is not None and current > seqno:
+            self._counter_floor = max(self._counter_floor, current)
+            return
+        self._check_writable()
+        self._advance_counter_past(seqno)
+
+    def _peek_counter(self) -> int | None:
+        """The next number the counter would hand out, or None if unknown (stores may tell)."""
+        return None
+
     # --- public API (gc3libs names) -----------------------------------------
     def save(self, obj: Any) -> Id:
         """Save ``obj`` (and new or changed objects it references); return its id.
@@ -119,33 +186,34 @@ class Store(abc.ABC):
         The first save assigns ``obj.persistent_id``; saving again overwrites
         the same record.  The object and the children saved with it are
         written as one unit.
+
+        :raises ForeignTaskError: if ``obj`` or an object it refers to was
+            loaded from, or saved in, another store (it has that store's id).
+        :raises SerializationError: if it cannot be pickled; nothing is written.
         """
         self._check_writable()
-        self._commit(encode(obj, self.idfactory.new))
+        self._save_records(self._encode([obj]))
         return obj.persistent_id
 
     def save_many(self, objs: Iterable[Any]) -> list[Id]:
-        """Save several objects as one unit (one transaction or one batch)."""
+        """Save several objects as one unit (one transaction or one batch).
+
+        :raises SerializationError: naming the object that cannot be pickled
+            and its ``position`` in ``objs``; nothing is written.
+        """
         self._check_writable()
         objs = list(objs)
         new = sum(1 for o in objs if getattr(o, "persistent_id", None) is None)
         if new:
             self.idfactory.reserve(new)
-        records: list[Record] = []
-        batch_ids: set[str] = set()
-        for obj in objs:
-            for record in encode(obj, self.idfactory.new):
-                if record.id not in batch_ids:
-                    batch_ids.add(record.id)
-                    records.append(record)
-        self._commit(records)
+        self._save_records(self._encode(objs))
         return [o.persistent_id for o in objs]
 
     def replace(self, id_: str, obj: Any) -> None:
         """Overwrite record ``id_`` with ``obj`` (which takes that id)."""
         self._check_writable()
         obj.persistent_id = _check_id(id_)
-        self._commit(encode(obj, self.idfactory.new))
+        self._save_records(self._encode([obj], claim_roots=False))
 
     def load(self, id_: str) -> Any:
         """Load the object with id ``id_`` (from the cache if it is there).
@@ -177,7 +245,7 @@ class Store(abc.ABC):
             data = batch.pop(pid, None)
             return data if data is not None else self._read(pid)
 
-        decoder = Decoder(fetch, self.location, _CacheMemo(self._cache), trusted=self.trusted)
+        decoder = Decoder(fetch, self.location, _CacheMemo(self), trusted=self.trusted)
         result: dict[str, Any] = {}
         for pid in pids:
             try:
@@ -266,6 +334,7 @@ class Store(abc.ABC):
         if first < seqno:
             self._allocate_ids(seqno - first)
         self.idfactory.skip_past(seqno)
+        self._counter_floor = max(self._counter_floor, seqno + 1, first + 1)
 
     def invalidate_cache(self) -> None:
         """Forget every cached object, so the next load reads the store."""
@@ -295,25 +364,67 @@ class Store(abc.ABC):
         if self.readonly:
             raise ReadOnlyStoreError(f"store {self.url} is open read-only", url=str(self.url))
 
+    def _encode(self, objs: list[Any], claim_roots: bool = True) -> tuple[list[Record], int]:
+        """Records of ``objs`` (each id once), and the highest id number they brought along.
+
+        Objects at home in another store are refused.  Objects with an id
+        but no home (built with an explicit id, copied outside gc3session)
+        are written under that id, as GC3Pie does; the number returned lets
+        :meth:`_save_records` move the counter past their ids first.
+        """
+        carried = 0
+
+        def claim(obj: Any) -> None:
+            nonlocal carried
+            if self.claim(obj):
+                carried = max(carried, Id.parse(str(obj.persistent_id)).seqno)
+
+        records: list[Record] = []
+        batch_ids: set[str] = set()
+        for position, obj in enumerate(objs):
+            try:
+                encoded = encode(obj, self.idfactory.new, claim, claim_root=claim_roots)
+            except SerializationError as err:
+                raise SerializationError(str(err), **{**err.context, "position": position}) from err
+            for record in encoded:
+                if record.id not in batch_ids:
+                    batch_ids.add(record.id)
+                    records.append(record)
+        return records, carried
+
+    def _save_records(self, encoded: tuple[list[Record], int]) -> None:
+        records, carried = encoded
+        if carried and carried >= self._counter_floor:
+            self._advance_counter_past(carried)
+        self._commit(records)
+
     def _commit(self, records: list[Record]) -> None:
         self._write(records)
+        here = self.home
         for record in records:
             try:
                 record.obj.changed = False
             except AttributeError:
                 pass  # a read-only ``changed`` property computes itself
             self._cache[record.id] = record.obj
+            settle(record.obj, here, record.id, self.owner)
 
     def _decoder(self) -> Decoder:
-        return Decoder(self._read, self.location, _CacheMemo(self._cache), trusted=self.trusted)
+        return Decoder(self._read, self.location, _CacheMemo(self), trusted=self.trusted)
 
 
 class _CacheMemo(dict):  # type: ignore[type-arg]
-    """A load's memo that also consults and fills the store's weak cache."""
+    """A load's memo that also consults and fills the store's weak cache.
 
-    def __init__(self, cache: "weakref.WeakValueDictionary[str, Any]") -> None:
+    Every object a load creates passes through :meth:`__setitem__`: that is
+    where it is noted as being at home in the store.
+    """
+
+    def __init__(self, store: Store) -> None:
         super().__init__()
-        self._cache = cache
+        self._cache = store._cache
+        self._home = store.home
+        self._owner = store.owner
 
     def __getitem__(self, key: str) -> Any:
         try:
@@ -324,6 +435,7 @@ class _CacheMemo(dict):  # type: ignore[type-arg]
     def __setitem__(self, key: str, value: Any) -> None:
         super().__setitem__(key, value)
         self._cache[key] = value
+        settle(value, self._home, key, self._owner)
 
     def pop(self, key: str, *default: Any) -> Any:
         self._cache.pop(key, None)
