@@ -325,6 +325,11 @@ def make_dirs(path: str, *, mode: int = 0o700, durable: bool = True) -> bool:
     """Create ``path`` (and missing parents); return True if it was created.
 
     The parent is fsynced so that the new directory entry survives a crash.
+    Creation is attempted first and an existing directory accepted after,
+    so processes creating the same directories at once all succeed.
+
+    :raises StoreWriteError: (``step="mkdir"``) if ``path`` or a parent exists
+        and is not a directory, or cannot be created.
     """
     if os.path.isdir(path):
         return False
@@ -334,11 +339,9 @@ def make_dirs(path: str, *, mode: int = 0o700, durable: bool = True) -> bool:
     try:
         _step("mkdir", path)
         os.mkdir(path, mode)
-    except FileExistsError:
-        if os.path.isdir(path):
-            return False
-        raise
     except OSError as err:
+        if err.errno == errno.EEXIST and os.path.isdir(path):
+            return False  # made by someone else meanwhile
         raise _fail("mkdir", path, err) from err
     if durable:
         fsync_dir(parent)

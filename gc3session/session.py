@@ -454,7 +454,7 @@ class Session:
         key = str(obj_id)
         if key in self.tasks:
             return self.tasks[key]
-        if self._pending_delete and key in self._removed_ids():
+        if self._destroyed or (self._pending_delete and key in self._removed_ids()):
             raise self._removed_error(key)
         obj = self.store.load(key)
         if key in self._ids:
@@ -464,8 +464,8 @@ class Session:
         return obj
 
     def _removed_error(self, key: str) -> RecordNotFoundError:
-        return RecordNotFoundError(f"no record {key}: it was removed from session {self.path}"
-                                   " (the removal is not flushed yet)", id=key,
+        when = "was destroyed" if self._destroyed else "removed it (the removal is not flushed yet)"
+        return RecordNotFoundError(f"no record {key}: session {self.path} {when}", id=key,
                                    location=self.store.location(key), cause="removed")
 
     def load_many(self, obj_ids: Iterable[str], add: bool = True, flush: bool = True) -> dict[str, Any]:

@@ -18,8 +18,19 @@ switches the session to that store.  In order:
    never get an id that was copied;
 5. read every record back from the destination and compare the bytes and
    the states;
-6. under the index lock, check the index did not change meanwhile, and
-   replace ``store.url`` atomically (without the password).
+6. under the session directory's exclusive lock, catch up with what
+   changed meanwhile (records rewritten, tasks added: copied and verified
+   the same way), and replace ``store.url`` atomically (without the
+   password).
+
+A script that has the session open without driving it (plain
+:class:`~gc3session.session.Session` use) is not stopped by the driver
+lock.  Its record writes hold the same directory lock shared and check
+``store.url`` first, so each of them lands either before step 6 (which
+then copies it too) or after it (and the handle refuses to write to the
+old store:
+:class:`~gc3session.exceptions.StoreSwitchedError`).  Nothing is ever
+written to the old store unseen.
 
 :func:`copy_store` copies a whole store, for stores that no session
 directory names or that several sessions share.
@@ -90,14 +101,12 @@ def copy_session(path: "str | os.PathLike[str]", dst_url: "str | StoreUrl", *,
         listed = sessiondir.read_index(path)
         with make_store(src_url, readonly=True, trusted=trusted) as source:
             records = _gather(source, listed)
-        with make_store(dst, **store_kwargs) as target:
-            _write(target, records)
-            _verify(target, records)
-        with index.locked_dir(path):
-            if sessiondir.read_index(path) != listed:
-                raise CopyError(f"the index of {path} changed during the copy; nothing was"
-                                " switched, run the copy again", path=path)
-            sessiondir.write_store_url(path, dst)
+            with make_store(dst, **store_kwargs) as target:
+                _write(target, records)
+                _verify(target, records)
+                with index.locked_dir(path):
+                    listed = _catch_up(source, target, path, listed, records)
+                    sessiondir.write_store_url(path, dst)
     return CopyResult(path, str(src_url), str(dst.without_password()), len(listed), len(records))
 
 
@@ -137,10 +146,37 @@ def copy_store(src_url: "str | StoreUrl", dst_url: "str | StoreUrl",
     return CopyResult("", str(src.without_password()), str(dst.without_password()), 0, copied)
 
 
-def _gather(source: Store, listed: list[str]) -> dict[str, bytes]:
-    """The bytes of every record reachable from ``listed``, level by level."""
+def _catch_up(source: Store, target: Store, path: str, listed: list[str],
+              records: dict[str, bytes]) -> list[str]:
+    """Copy what changed in the session since ``records`` were gathered; the index now.
+
+    Called with the session directory locked exclusively, so nothing changes
+    while it runs: records rewritten since, and the records of tasks added
+    since, are written over this copy's own records and verified.
+    """
+    now = sessiondir.read_index(path)
+    changed: dict[str, bytes] = {}
+    for pid, data in read_records(source, list(records)):
+        if isinstance(data, LoadError):
+            if getattr(data, "cause", None) == "missing":
+                continue  # removed meanwhile: its copy stays behind as an unlisted record
+            raise CopyError(f"cannot copy {pid}: {data} (it changed during the copy; nothing"
+                            " was switched)", id=pid) from data
+        if data != records[pid]:
+            changed[pid] = data
+    added = [pid for pid in now if pid not in records]
+    delta = {**changed, **_gather(source, added, known=set(records))}
+    for start in range(0, len(delta), BATCH):
+        target.write_records(dict(list(delta.items())[start:start + BATCH]))
+    _verify(target, delta)
+    records.update(delta)
+    return now
+
+
+def _gather(source: Store, listed: list[str], known: set[str] | None = None) -> dict[str, bytes]:
+    """The bytes of every record reachable from ``listed`` (but not in ``known``), level by level."""
     records: dict[str, bytes] = {}
-    seen = set(listed)
+    seen = set(listed) | (known or set())
     level = list(listed)
     while level:
         following: list[str] = []

@@ -105,11 +105,19 @@ class FilesystemStore(Store):
         return f"{self._shard(pid)}/{pid}"
 
     def _ensure_directory(self) -> None:
-        if not os.path.isdir(self.directory):
-            if os.path.lexists(self.directory):
-                raise StoreWriteError(f"store path {self.directory} exists and is not a directory",
-                                      path=self.directory, step="mkdir")
+        """Create the store directory if needed; racing creators all succeed.
+
+        Creating is tried first and "already exists" is accepted when what
+        exists is a directory, so two processes making their first save at
+        the same moment never see each other's fresh directory as an error.
+        """
+        try:
             fsio.make_dirs(self.directory, durable=self.durable)
+        except StoreWriteError as err:
+            if err.context.get("errno") != errno.EEXIST:
+                raise
+            raise StoreWriteError(f"store path {self.directory} exists and is not a directory",
+                                  path=self.directory, step="mkdir", errno=errno.EEXIST) from err
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -116,3 +117,77 @@ def test_four_processes_on_sqlite(tmp_path: "os.PathLike[str]", where: str) -> N
     kept = _run_together(path, tmp_path, 250, 4)
     assert sum(len(ids) for ids in kept.values()) == 1000
     _check(path, kept)
+
+
+_FIRST_SAVER = textwrap.dedent("""
+    import os, sys, time
+    from gc3session import Session
+    from _session_objects import PayloadTask
+
+    base, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    for r in range(rounds):
+        go = os.path.join(base, f"go-{r}")
+        while not os.path.exists(go):
+            time.sleep(0.0005)
+        session = Session(os.path.join(base, f"s{r}"), load=False)
+        print(session.add(PayloadTask(payload=f"{name}-{r}")), flush=True)
+""")
+
+
+def test_processes_making_the_first_save_of_a_store_at_once(tmp_path: "os.PathLike[str]") -> None:
+    """Racing first saves create jobs/ and its shard together: none sees the other's fresh
+    directory as "exists and is not a directory" (round after round, several workers)."""
+    rounds, workers = 10, 6
+    base = os.fspath(tmp_path)
+    for r in range(rounds):
+        Session(os.path.join(base, f"s{r}"))  # no jobs/ yet: the first add makes it
+    procs = [subprocess.Popen([sys.executable, "-c", _FIRST_SAVER, base, f"w{i}", str(rounds)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=child_env()) for i in range(workers)]
+    try:
+        time.sleep(1.0)  # let the interpreters start and wait at the first barrier
+        for r in range(rounds):
+            open(os.path.join(base, f"go-{r}"), "w").close()
+            time.sleep(0.05)
+        outputs = [proc.communicate(timeout=120) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err
+    for r in range(rounds):
+        lines = index_lines(os.path.join(base, f"s{r}"))
+        assert len(lines) == len(set(lines)) == workers
+
+
+def test_threads_creating_one_store_directory_at_once_all_succeed(
+        tmp_path: "os.PathLike[str]") -> None:
+    """The check-then-create window of the store directory, made wide by switching threads
+    as often as the interpreter allows: every creator succeeds, round after round."""
+    from stores.filesystem import FilesystemStore
+
+    errors: list[BaseException] = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for r in range(300):
+            stores = [FilesystemStore(os.path.join(tmp_path, f"s{r}", "jobs")) for _ in range(4)]
+            barrier = threading.Barrier(len(stores))
+
+            def create(store: FilesystemStore) -> None:
+                barrier.wait()
+                try:
+                    store._ensure_directory()
+                except BaseException as err:  # collected: the assertion below names it
+                    errors.append(err)
+
+            threads = [threading.Thread(target=create, args=(s,)) for s in stores]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
