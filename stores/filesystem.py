@@ -7,8 +7,8 @@ On-disk layout (format 1)
     <directory>/
         .lock          empty; flock()ed while allocating ids and publishing
         .next_id       the next free sequence number, as decimal text
-        .states        state log: one "<id> <state>" line per write,
-                       "<id> !" per removal; the last line of an id wins
+        .states        state log: "<id> <state>" lines, the last line of an
+                       id wins ("!": removed, "?": being written; see below)
         <shard>/<id>   one record per object (format: serialization module)
 
 ``<shard>`` is the sequence number divided by 1000, so a directory never
@@ -22,12 +22,26 @@ A record is written to a temporary file in its shard, fsynced, renamed over
 the old record, and the shard directory is fsynced: a crash leaves the old or
 the new record, never a torn one.  ``.next_id`` is replaced the same way
 *before* any id of a new block is handed out, so ids are never reused.
-``.states`` is a cache for listing states without unpickling: it is appended
-while the lock is held (so its order matches the renames) and is not
-fsynced on its own; the shard fsync that follows commits it on ext4
-(ordered data mode).  A process killed between a batch's renames and that
-append, or a power cut on another file system, leaves it lagging the records
-of that batch, which ``gsession fsck`` reports and repairs from the records.
+
+The state log
+-------------
+``.states`` lists states without unpickling.  It is appended while the lock
+is held, so its order matches the renames, and it is not fsynced on its
+own.  Every write appends its lines twice: ``<id> ?`` for each record
+*before* the renames (or unlinks), and ``<id> <state>`` (``<id> !`` for a
+removal) after them.  A writer killed in between leaves ``?`` as the last
+word about the ids of that batch, so the log never silently lags behind
+the records: a reader takes the state of such an id from its record header
+(a missing record: removed), and the next writer appends what it found, so
+the log reconciles itself without any repair.  (On ext4 in ordered mode the
+``?`` lines, written before the renames, reach the disk no later than the
+renames do; on other file systems a power cut can still leave the log
+behind, which ``gsession fsck`` reports and repairs from the records.)
+
+The log compacts itself: when it has grown past twice its size after the
+last compaction (plus 64 KiB), the writer holding the lock rewrites it with
+one line per record.  A compacted log starts with ``#<size>``, its size
+then, so every handle (also short-lived ones) knows when to compact again.
 
 Several processes (and hosts sharing the directory over a file system with
 working ``flock``) may use one store: ids come from the locked counter, and
@@ -41,7 +55,7 @@ import errno
 import fcntl
 import os
 import re
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from gc3session import fsio
 from gc3session.exceptions import (IdAllocationError, InvalidValue, LoadError,
@@ -56,7 +70,8 @@ LOCK_FILE = ".lock"
 COUNTER_FILE = ".next_id"
 STATES_FILE = ".states"
 _REMOVED = "!"
-_COMPACT_MIN_BYTES = 1 << 20
+_WRITING = "?"
+_COMPACT_MIN_BYTES = 64 << 10
 #: A state log whose every line is "<id> <state>" (anything else takes the line-by-line fold).
 _WELL_FORMED_STATES = re.compile(rf"(?:{ID_PATTERN} [!-~]+\n)*".encode())
 #: Batches at least this large are synced with one ``syncfs`` instead of an fsync per file.
@@ -202,6 +217,7 @@ class FilesystemStore(Store):
                 fsio.discard(tmp)
             raise
         with self._locked():
+            self._append_states(_log_lines((r.id, _WRITING) for r in records))
             committed: list[Record] = []
             try:
                 for record, (tmp, target) in zip(records, pending):
@@ -212,8 +228,7 @@ class FilesystemStore(Store):
                     fsio.discard(tmp)
                 raise
             finally:
-                self._append_states(b"".join(
-                    b"%s %s\n" % (r.id.encode(), (r.state or "-").encode()) for r in committed))
+                self._append_states(_log_lines((r.id, r.state) for r in committed))
         if self.durable:
             self._sync_shards({os.path.dirname(t) for _, t in pending})
 
@@ -233,11 +248,12 @@ class FilesystemStore(Store):
     def _delete(self, pids: list[str]) -> None:
         shards = set()
         with self._locked():
+            self._append_states(_log_lines((pid, _WRITING) for pid in pids))
             for pid in pids:
                 path = self.location(pid)
                 if fsio.unlink(path):
                     shards.add(os.path.dirname(path))
-            self._append_states(b"".join(b"%s %s\n" % (p.encode(), _REMOVED.encode()) for p in pids))
+            self._append_states(_log_lines((pid, _REMOVED) for pid in pids))
         if self.durable:
             self._sync_shards(shards)
 
@@ -280,7 +296,20 @@ class FilesystemStore(Store):
 
     # --- the state log -------------------------------------------------------
     def _read_states_log(self) -> dict[str, str | None] | None:
-        """Fold ``.states`` into ``{id: state}``; None if there is no log."""
+        """``{id: state}`` from ``.states`` (records being written: from their headers).
+
+        None if there is no log (then the headers are read instead).
+        """
+        folded = self._fold_states_log()
+        if folded is None:
+            return None
+        unsure = [pid for pid, state in folded.items() if state == _WRITING]
+        if unsure:
+            self._settle(folded, unsure)
+        return folded
+
+    def _fold_states_log(self) -> dict[str, str | None] | None:
+        """Fold ``.states`` into ``{id: state}``, ``?`` left where a writer stopped."""
         path = os.path.join(self.directory, STATES_FILE)
         try:
             data = fsio.read_bytes(path)
@@ -289,7 +318,7 @@ class FilesystemStore(Store):
         except OSError as err:  # not a directory, a symlink (ELOOP), unreadable
             raise LoadError(f"cannot read the state log {path}: {err.strerror}",
                             location=path, cause=str(err)) from err
-        body = data[:data.rfind(b"\n") + 1]  # a torn last line has no newline
+        body = data[data.find(b"\n") + 1 if data.startswith(b"#") else 0:data.rfind(b"\n") + 1]
         if _WELL_FORMED_STATES.fullmatch(body):
             # The common case, checked by one regex pass: fold the "<id> <state>"
             # pairs in C (the last line of an id wins) instead of line by line.
@@ -308,6 +337,36 @@ class FilesystemStore(Store):
                 states[pid] = None if state == "-" else state
         return states
 
+    def _settle(self, states: dict[str, str | None], unsure: list[str]) -> None:
+        """Replace the ``?`` of ``unsure`` ids in ``states`` by what their records say.
+
+        A writable store also appends what it found (under the lock, reading
+        the records again there), so that later readers need not look.
+        """
+        if self.readonly:
+            self._settle_from_records(states, unsure)
+            return
+        with self._locked():
+            found = self._settle_from_records(states, unsure)
+            self._append_states(_log_lines(found))
+
+    def _settle_from_records(self, states: dict[str, str | None],
+                             unsure: list[str]) -> list[tuple[str, str | None]]:
+        found: list[tuple[str, str | None]] = []
+        for pid in unsure:
+            try:
+                state = parse_header(self._read(pid)).state
+            except RecordNotFoundError:
+                states.pop(pid, None)
+                found.append((pid, _REMOVED))
+                continue
+            except (LoadError, ValueError):
+                states.pop(pid, None)  # unreadable: its state is unknown (fsck says why)
+                continue
+            states[pid] = state
+            found.append((pid, state))
+        return found
+
     def _append_states(self, lines: bytes) -> None:
         """Append to the state log (lock held); compact it when it has grown."""
         if not lines:
@@ -318,16 +377,22 @@ class FilesystemStore(Store):
         fsio.append(path, lines, durable=False, cut_tail=lambda _tail: True)
         size = os.stat(path).st_size
         if self._compact_at < 0:
-            self._compact_at = 2 * size + _COMPACT_MIN_BYTES
-        elif size > self._compact_at:
+            self._compact_at = 2 * _compacted_size(path) + _COMPACT_MIN_BYTES
+        if size > self._compact_at:
             self._compact_states(path)
 
     def _compact_states(self, path: str) -> None:
-        states = self._read_states_log() or {}
-        data = b"".join(b"%s %s\n" % (pid.encode(), (state or "-").encode())
-                        for pid, state in states.items())
-        fsio.atomic_write(path, data, durable=self.durable)
-        self._compact_at = 2 * len(data) + _COMPACT_MIN_BYTES
+        """Rewrite the log with one line per record (lock held)."""
+        states = self._fold_states_log() or {}
+        self._settle_from_records(states, [pid for pid, st in states.items() if st == _WRITING])
+        self._write_states_log(states.items())
+
+    def _write_states_log(self, pairs: Iterable[tuple[str, str | None]]) -> None:
+        """Replace the log (lock held) by ``pairs``, headed by its size (``#<size>``)."""
+        body = _log_lines(pairs)
+        fsio.atomic_write(os.path.join(self.directory, STATES_FILE),
+                          b"#%d\n" % len(body) + body, durable=self.durable)
+        self._compact_at = 2 * len(body) + _COMPACT_MIN_BYTES
 
     # --- maintenance ---------------------------------------------------------
     def leftover_tmp_files(self) -> list[str]:
@@ -341,15 +406,34 @@ class FilesystemStore(Store):
     def rebuild_states(self) -> None:
         """Rewrite ``.states`` from the record headers (fsck's repair)."""
         with self._locked():
-            lines = []
+            pairs = []
             for pid in self._list_ids():
                 try:
-                    state = parse_header(self._read(pid)).state
+                    pairs.append((pid, parse_header(self._read(pid)).state))
                 except (LoadError, ValueError):
                     continue
-                lines.append(b"%s %s\n" % (pid.encode(), (state or "-").encode()))
-            fsio.atomic_write(os.path.join(self.directory, STATES_FILE), b"".join(lines),
-                              durable=self.durable)
+            self._write_states_log(pairs)
+
+
+def _log_lines(pairs: Iterable[tuple[str, str | None]]) -> bytes:
+    """``<id> <state>`` lines of the state log (``-`` for an object without a state)."""
+    return b"".join(b"%s %s\n" % (pid.encode(), (state or "-").encode()) for pid, state in pairs)
+
+
+def _compacted_size(path: str) -> int:
+    """The size recorded by the last compaction (the ``#<size>`` first line), 0 if none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        head = os.pread(fd, 32, 0)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    match = re.match(rb"#([0-9]{1,18})\n", head)
+    return int(match[1]) if match else 0
 
 
 def make_filesystemstore(url: StoreUrl, **kwargs: Any) -> FilesystemStore:

@@ -384,3 +384,95 @@ def test_a_process_adding_during_gsession_copy_loses_nothing(tmp_path: Any) -> N
         assert after.store_url.base_scheme == "sqlite"
         for pid, n in added.items():
             assert after.load(pid, add=False).n == int(n)
+
+
+# --- item 10: the state index after a crash ---------------------------------------------
+def _kill_between_renames_and_state_lines(path: str, task_id: str) -> None:
+    """In a forked child: load ``task_id``, make it TERMINATED and save it, killed (SIGKILL)
+    right after the rename of its record, before the state log learns the new state."""
+    import signal
+
+    from gc3session import fsio
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            session = Session(path)
+            task = session.load(task_id)
+            task.execution.state = "TERMINATED"
+            renamed = []
+
+            def hook(step: str, target: str) -> None:
+                if step == "rename" and target.endswith(task_id):
+                    renamed.append(target)
+                elif renamed and target.endswith(".states"):
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            with fsio.inject_faults(hook):
+                session.save(task)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def test_states_are_right_after_a_crash_without_any_repair(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from _session_objects import child_env
+
+    path = str(tmp_path / "s")
+    with Session(path) as session:
+        ids = [session.add(Task(jobname=f"t{n}")) for n in range(3)]
+    _kill_between_renames_and_state_lines(path, ids[1])
+    with open(os.path.join(path, "jobs", "0", ids[1]), "rb") as stream:
+        assert b" TERMINATED\n" in stream.readline()  # the record has the new state
+    with Session(path, mode="r", load=False) as reader:  # a reader that may not write
+        assert reader.states() == {ids[0]: "NEW", ids[1]: "TERMINATED", ids[2]: "NEW"}
+
+    def gsession(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gc3session.cli", *args], env=child_env(),
+                              capture_output=True, text=True, timeout=120)
+
+    stats = gsession("stats", "--json", path)
+    assert stats.returncode == 0 and '"TERMINATED": 1' in stats.stdout
+    fsck = gsession("fsck", path)
+    assert fsck.returncode == 0 and "stale" not in fsck.stdout, fsck.stdout
+    with Session(path, load=False) as writer:  # the next writer reconciles the log itself
+        writer.add(Task(jobname="later"))
+        assert writer.states()[ids[1]] == "TERMINATED"
+    with open(os.path.join(path, "jobs", ".states"), "rb") as stream:
+        last = [line for line in stream.read().splitlines() if line.startswith(ids[1].encode())][-1]
+    assert last == f"{ids[1]} TERMINATED".encode()
+    fsck = gsession("fsck", path)
+    assert fsck.returncode == 0 and "stale" not in fsck.stdout, fsck.stdout
+
+
+def test_a_removal_killed_before_its_state_line_does_not_show_the_task(tmp_path: Any) -> None:
+    import signal
+
+    from gc3session import fsio
+
+    path = str(tmp_path / "s")
+    with Session(path) as session:
+        ids = [session.add(Task(jobname=f"t{n}")) for n in range(2)]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            session = Session(path)
+            unlinked = []
+
+            def hook(step: str, target: str) -> None:
+                if step == "unlink":
+                    unlinked.append(target)
+                elif unlinked and target.endswith(".states"):
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            with fsio.inject_faults(hook):
+                session.remove(ids[0])
+        finally:
+            os._exit(3)
+    os.waitpid(pid, 0)
+    with Session(path, mode="r", load=False) as reader:
+        assert reader.store.states() == {ids[1]: "NEW"}

@@ -144,13 +144,15 @@ def test_states_without_unpickling(store: FilesystemStore, tmp_path: Any) -> Non
 
 
 def test_state_log_lines_and_torn_tail(store: FilesystemStore) -> None:
-    """.states gets '<id> <state>' per write and '<id> !' per removal; a torn last line is ignored."""
+    """.states gets '<id> ?' before and '<id> <state>' after each write ('<id> !' after a
+    removal); a torn last line is ignored."""
     pid = store.save(Task(jobname="x"))
     item = store.save(Item())
     store.remove(item)
     log = os.path.join(store.directory, STATES_FILE)
     with open(log, "rb") as stream:
-        assert stream.read() == f"{pid} NEW\n{item} -\n{item} !\n".encode()
+        assert stream.read() == (f"{pid} ?\n{pid} NEW\n{item} ?\n{item} -\n"
+                                 f"{item} ?\n{item} !\n").encode()
     with open(log, "ab") as stream:
         stream.write(b"Task.77 RUNN")  # a crash in the middle of an append
     assert _reopen(store).states() == {pid: "NEW"}
@@ -163,7 +165,27 @@ def test_states_fall_back_to_headers_without_a_log(store: FilesystemStore) -> No
     assert _reopen(store).states() == {pid: "NEW"}
     store.rebuild_states()
     with open(os.path.join(store.directory, STATES_FILE), "rb") as stream:
-        assert stream.read() == f"{pid} NEW\n".encode()
+        assert stream.read() == f"#{len(pid) + 5}\n{pid} NEW\n".encode()
+
+
+def test_state_log_compacts_itself_across_short_lived_handles(store: FilesystemStore) -> None:
+    """Each handle lives for one batch (as scripts and gsession runs do): the log still
+    compacts, staying within a few lines per record, and reads the same afterwards."""
+    tasks = [Task(jobname=f"t{n}") for n in range(400)]
+    store.save_many(tasks)
+    log = os.path.join(store.directory, STATES_FILE)
+    for round_ in range(30):
+        handle = _reopen(store, durable=False)  # the log is never fsynced anyway: quicker
+        for task in tasks:
+            task.execution.state = "RUNNING" if round_ % 2 else "TERMINATED"
+        handle.save_many(tasks)
+    size = os.path.getsize(log)
+    live = sum(len(f"{t.persistent_id} NEW\n") for t in tasks)
+    assert size <= 6 * live + (128 << 10), f"{size} bytes of log for {live} bytes of live lines"
+    expected = {t.persistent_id: str(t.execution.state) for t in tasks}
+    assert _reopen(store).states() == expected
+    _reopen(store).rebuild_states()
+    assert _reopen(store).states() == expected
 
 
 # --- the id counter ----------------------------------------------------------------------
