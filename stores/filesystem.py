@@ -217,15 +217,15 @@ class FilesystemStore(Store):
                 fsio.discard(tmp)
             raise
         with self._locked():
-            self._append_states(_log_lines((r.id, _WRITING) for r in records))
             committed: list[Record] = []
             try:
+                self._append_states(_log_lines((r.id, _WRITING) for r in records))
                 for record, (tmp, target) in zip(records, pending):
                     fsio.commit_tmp(tmp, target)
                     committed.append(record)
-            except StoreWriteError:
-                for tmp, _ in pending[len(committed) + 1:]:
-                    fsio.discard(tmp)
+            except BaseException:
+                for tmp, _ in pending[len(committed):]:
+                    fsio.discard(tmp)  # the one that failed to rename is gone already
                 raise
             finally:
                 self._append_states(_log_lines((r.id, r.state) for r in committed))
