@@ -312,7 +312,9 @@ class SequentialTaskCollection(TaskCollection):
 
         Return ``Run.State.RUNNING`` to go on with the next child, or
         ``Run.State.TERMINATED`` to end the sequence here (the default does
-        so after the last child).  Overrides may also append children.
+        so after the last child).  Overrides may also append children: the
+        engine gives them ids and saves them with the sequence before they
+        run, so a driver that resumes the session finds them.
         """
         return State.TERMINATED if done >= len(self.tasks) - 1 else State.RUNNING
 
