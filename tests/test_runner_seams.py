@@ -1,4 +1,4 @@
-"""The runner's seams: trees that grow while they run.
+"""The runner's seams: trees that grow while they run, and tasks created without a name.
 
 Trees that grow: GC3Pie's dynamic workflow is a ``SequentialTaskCollection``
 whose ``next()`` appends the next step while it runs.  Every step is a real
@@ -8,6 +8,11 @@ look, just before each command starts, at what a second, read-only handle
 of the session finds on disk: that is what a driver resuming after a crash
 would see.  The end-to-end test SIGKILLs a real driver at several moments
 of such a workflow and runs it again: every step must run exactly once.
+
+Unnamed tasks: a script's ``new_tasks()`` returns tasks without a job name;
+each gets ``<class name>-N<k>``.  These tests run the script in this process
+(``main([...])``) and read its stderr, the session on disk and an audit
+file its commands append to.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from gc3session import Application, ParallelTaskCollection, SequentialTaskCollection, Session, fsck
+from gc3session import Application, ParallelTaskCollection, SequentialTaskCollection, Session, Task, fsck
+from gc3session.cmdline import SessionBasedScript
 from gc3session.engine import Engine
 from gc3session.executors.local import LocalExecutor
 from gc3session.task import State
@@ -255,3 +261,86 @@ def test_sigkill_mid_workflow_then_rerun_runs_every_dynamic_step_once(tmp_path, 
         assert [c.execution.returncode for c in chain.tasks] == [0] * len(STEPS)
     report = fsck.check(os.path.join(tmp_path, "chain"))
     assert report.clean, report.problems
+
+
+# --- unnamed tasks ---------------------------------------------------------------------
+class Batch(SessionBasedScript):
+    """Create --apps unnamed commands, --tasks unnamed plain tasks, and --named tasks named --name.
+
+    Each call of ``new_tasks()`` appends a line to ``calls.log``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(version="0.1")
+
+    def setup_args(self, parser: Any) -> None:
+        super().setup_args(parser)
+        parser.add_argument("--apps", type=int, default=0)
+        parser.add_argument("--tasks", type=int, default=0)
+        parser.add_argument("--named", type=int, default=0)
+        parser.add_argument("--name", default="twin")
+
+    def new_tasks(self, extra: dict[str, Any]) -> Iterator[Task]:
+        with open("calls.log", "a") as stream:
+            stream.write("new_tasks\n")
+        audit = os.path.abspath("audit.log")
+        for i in range(self.params.apps):
+            yield Application(["sh", "-c", f'echo "app {i}" >> {audit}'], **extra)
+        for i in range(self.params.tasks):
+            yield Task(sample=i)
+        for i in range(self.params.named):
+            yield Application(["sh", "-c", f'echo "named {i}" >> {audit}'], jobname=self.params.name,
+                              **extra)
+
+
+@pytest.fixture
+def batch(tmp_path, monkeypatch):
+    """Run Batch in-process in ``tmp_path``; returns its exit status."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [os.path.join(tmp_path, "batch.py")])
+
+    def run(*argv: str) -> int:
+        return Batch().main(list(argv))
+    return run
+
+
+def saved_tasks(tmp_path) -> list[tuple[str, str, Any]]:
+    with Session(os.path.join(tmp_path, "batch"), mode="r") as session:
+        return [(str(t.persistent_id), t.jobname, getattr(t, "output_dir", None)) for t in session]
+
+
+def test_unnamed_tasks_get_unique_names_from_their_class_and_position(batch, tmp_path, capsys):
+    """5 unnamed Applications and 5 unnamed Tasks become 10 tasks; a rerun adds none, -N all again."""
+    # plain Tasks have no command: they stay NEW, hence exit status 8
+    assert batch("-C", "1", "--apps", "5", "--tasks", "5", "--named", "1", "--name", "kept") == 8
+    err = capsys.readouterr().err
+    expected = [f"Application-N{k}" for k in range(1, 6)] + [f"Task-N{k}" for k in range(6, 11)] + ["kept"]
+    first = saved_tasks(tmp_path)
+    assert [name for _, name, _ in first] == expected
+    assert [out for _, name, out in first if name.startswith("Application")] == [
+        os.path.join(tmp_path, name) for name in expected[:5]]  # -o's NAME is the new name
+    assert sorted(audit_lines(str(tmp_path))) == [f"app {i}" for i in range(5)] + ["named 0"]
+    assert "WARNING" not in err
+    assert batch("-C", "1", "--apps", "5", "--tasks", "5", "--named", "1", "--name", "kept") == 8
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "session already exists" in warnings[0]  # nothing about names
+    with open(os.path.join(tmp_path, "calls.log")) as stream:
+        assert stream.read() == "new_tasks\n"  # the session is not empty: new_tasks() is not called
+    assert saved_tasks(tmp_path) == first
+    assert batch("-N", "-C", "1", "--apps", "5", "--tasks", "5", "--named", "1", "--name",
+                 "kept") == 8
+    assert "WARNING" not in capsys.readouterr().err
+    again = saved_tasks(tmp_path)
+    assert [name for _, name, _ in again] == expected  # the old names were removed, not skipped
+    assert not {i for i, _, _ in again} & {i for i, _, _ in first}
+    assert len(audit_lines(str(tmp_path))) == 12
+
+
+def test_tasks_given_the_same_name_are_all_added_with_a_warning_naming_it(batch, tmp_path, capsys):
+    """Three tasks named "twin" in one batch: all three are added and run, and stderr says so."""
+    assert batch("-C", "1", "--named", "3", "--apps", "1") == 0
+    err = capsys.readouterr().err
+    assert [name for _, name, _ in saved_tasks(tmp_path)] == ["Application-N1", "twin", "twin", "twin"]
+    assert sorted(audit_lines(str(tmp_path))) == ["app 0", "named 0", "named 1", "named 2"]
+    warnings = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warnings) == 2 and all("'twin'" in line for line in warnings), err
