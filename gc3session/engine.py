@@ -253,15 +253,22 @@ class Engine:
         ``root``, which is marked for saving: the record of a node is
         written with its root's before any of its commands starts, so a
         driver killed at any moment never leaves a started command whose
-        task the next driver cannot find.  Costs one look-up per node.
+        task the next driver cannot find.  Costs two look-ups per node (a
+        plain loop: this runs on every tree in every pass).
         """
+        root_of = self._root_of
         joined = False
-        for node in _nodes(root):
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            children = getattr(node, "tasks", None)
+            if children:
+                stack.extend(reversed(children))  # ids follow the tree's order
             if getattr(node, "persistent_id", None) is None:
                 node.persistent_id = self.session.store.idfactory.new(node)
-            elif self._root_of.get(id(node)) is root:
+            elif root_of.get(id(node)) is root:
                 continue
-            self._root_of[id(node)] = root
+            root_of[id(node)] = root
             joined = True
         if joined:
             self._mark(root)
