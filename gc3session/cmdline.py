@@ -19,8 +19,10 @@ A gc3libs script ports by changing its imports::
 Lifecycle of one run: parse options; create the session if needed (``-s``,
 ``-u``); take the session's driver lock, then load the session; with ``-N``
 kill and remove the old tasks; if the session is empty, call
-``new_tasks(extra)`` and add what it returns in one batch (names already in
-the session are skipped); then drive the tasks with an
+``new_tasks(extra)`` and add all it returns in one batch (a task whose
+creator gave it no name is named ``<class name>-N<k>``, *k* being its
+position, from 1, in what ``new_tasks`` returned; a name given twice is
+kept twice, with a warning); then drive the tasks with an
 :class:`~gc3session.engine.Engine`: one pass, or with ``-C SECONDS`` until
 all are done, waiting at most SECONDS between passes (less when a command
 ends); print the status table, call :meth:`SessionBasedScript.after_main_loop`;
@@ -65,7 +67,7 @@ from .exceptions import Error, InvalidValue
 from .progress import ProgressReporter, status_table, task_table
 from .session import Session
 from .sessionlock import SessionBusyError, driver_lock
-from .task import State, Task
+from .task import State, Task, has_default_jobname
 
 EXIT_INTERRUPTED = 13
 EXIT_USAGE = 64
@@ -284,15 +286,18 @@ class SessionBasedScript:
             "requested_walltime": params.wall_clock_time,
             "output_dir": output,
         }
-        existing = self.session.list_names() if self.session is not None else set()
+        # Called only for an empty session, so no name can clash with an earlier
+        # task's: GC3Pie's skipping of names already in the session has nothing to do.
         tasks: list[Task] = []
+        seen: set[str] = set()
         for index, item in enumerate(self.new_tasks(dict(self.extra))):
             task = _build_task(item, self.extra)
-            if getattr(task, "jobname", None) is None:
+            if has_default_jobname(task):
                 task.jobname = f"{type(task).__name__}-N{index + 1}"
-            if task.jobname in existing:
-                continue
-            existing.add(task.jobname)
+            if task.jobname in seen:
+                log.warning("new_tasks() returned more than one task named %r; adding them all",
+                            task.jobname)
+            seen.add(task.jobname)
             _expand_output_dir(task, output)
             tasks.append(task)
         return tasks

@@ -11,6 +11,13 @@ a task always runs in ``<workdir>/<task id>.<n>``, made before the command
 starts, so a task saved NEW whose next run directory exists was started,
 and the next driver looks there before it starts it again.
 
+Trees may grow while they run: a sequence's ``next()`` may append children,
+and user code may add children to a collection between passes.  A node that
+joins a tree gets its id in the pass that sees it and is saved with its
+top-level task before any of its commands starts (a pass that would start
+one saves once more, before it starts anything), so a resumed driver finds
+it, and its run directories, as it finds any other.
+
 Resume policy
 -------------
 When an engine starts on a session that a previous driver left with tasks
@@ -120,16 +127,21 @@ class Engine:
             if outcome is not None:
                 self._settle(task, outcome)
         starting: list[Application] = []
+        grown = False
         for root in list(self._active):
-            self._collect(root, starting)
+            grown |= self._collect(root, starting)
         while self._pending and len(self._running) + len(starting) < self.max_in_flight:
             root = self._pending.popleft()
             self._active.append(root)
-            self._collect(root, starting)
+            grown |= self._collect(root, starting)
+        if grown:
+            # a node that joined a tree is on disk, with its root, before any of its commands starts
+            self._persist()
         self._start(starting)
         for root in list(self._active):
             if _update_collections(root):
                 self._mark(root)
+            self._join(root)  # children next() appended just now: saved below, started next pass
             if _settled(root):
                 self._active.remove(root)
         self._persist()
@@ -190,6 +202,7 @@ class Engine:
         root = self._root_of.get(id(task), task)
         if _update_collections(root):
             self._mark(root)
+        self._join(root)
         self._persist()
 
     def counts(self) -> dict[str, int]:
@@ -231,6 +244,36 @@ class Engine:
         else:
             self._pending.append(root)
 
+    def _join(self, root: Task) -> bool:
+        """Adopt the nodes that joined ``root``'s tree since it was tracked; True if any did.
+
+        A sequence's ``next()`` may append children, and user code may add
+        children to a collection between passes.  Each such node gets its
+        id now (its run directories are named after it) and is mapped to
+        ``root``, which is marked for saving: the record of a node is
+        written with its root's before any of its commands starts, so a
+        driver killed at any moment never leaves a started command whose
+        task the next driver cannot find.  Costs two look-ups per node (a
+        plain loop: this runs on every tree in every pass).
+        """
+        root_of = self._root_of
+        joined = False
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            children = getattr(node, "tasks", None)
+            if children:
+                stack.extend(reversed(children))  # ids follow the tree's order
+            if getattr(node, "persistent_id", None) is None:
+                node.persistent_id = self.session.store.idfactory.new(node)
+            elif root_of.get(id(node)) is root:
+                continue
+            root_of[id(node)] = root
+            joined = True
+        if joined:
+            self._mark(root)
+        return joined
+
     def _mark(self, task: Task) -> None:
         root = self._root_of.get(id(task), task)
         self._dirty[id(root)] = root
@@ -255,7 +298,9 @@ class Engine:
                 self._pending.remove(root)
                 self._active.append(root)
         for root in self._active:
-            for leaf in _leaves(root):
+            # the saved leaves only: finishing one may run next(), which appends
+            # children that no driver ever saw, let alone started
+            for leaf in list(_leaves(root)):
                 if leaf.execution.state == State.NEW:
                     self._adopt(leaf)
                 if leaf.execution.state not in _ACTIVE:
@@ -304,12 +349,18 @@ class Engine:
         self._mark(leaf)
 
     # --- running ---------------------------------------------------------------------
-    def _collect(self, root: Task, starting: list[Application]) -> None:
-        """Add the commands of ``root`` that may start now, while there is room."""
+    def _collect(self, root: Task, starting: list[Application]) -> bool:
+        """Add the commands of ``root`` that may start now, while there is room.
+
+        Returns True if nodes joined ``root``'s tree since the last pass
+        (:meth:`_join`): they must be saved before ``starting`` starts.
+        """
+        joined = self._join(root)
         for leaf in _ready_leaves(root):
             if len(self._running) + len(starting) >= self.max_in_flight:
-                return
+                break
             starting.append(leaf)
+        return joined
 
     def _start(self, tasks: list[Application]) -> None:
         """Start ``tasks``; each run's working directory is made before its command starts."""

@@ -234,6 +234,8 @@ class Task(Persistable):
         object.__setattr__(self, name, value)
         if name != "changed":
             object.__setattr__(self, "changed", True)
+        if name == "jobname":
+            self.__dict__.pop("_default_jobname", None)  # a name given later is a chosen one
 
     def redo(self) -> None:
         """Put the task back to NEW so that it runs again."""
@@ -312,7 +314,9 @@ class SequentialTaskCollection(TaskCollection):
 
         Return ``Run.State.RUNNING`` to go on with the next child, or
         ``Run.State.TERMINATED`` to end the sequence here (the default does
-        so after the last child).  Overrides may also append children.
+        so after the last child).  Overrides may also append children: the
+        engine gives them ids and saves them with the sequence before they
+        run, so a driver that resumes the session finds them.
         """
         return State.TERMINATED if done >= len(self.tasks) - 1 else State.RUNNING
 
@@ -334,6 +338,8 @@ class Application(Task):
         None discards it.  Equal to ``stderr`` merges both streams.
     :param stderr: likewise for the standard error.
     :param environment: variables added to the command's environment.
+    :param jobname: the task's name; without one it is the command's base
+        name, a default that :func:`has_default_jobname` recognises.
     :param requested_walltime: seconds after which the command is killed.
     :param requested_memory: bytes of address space allowed (``RLIMIT_AS``).
 
@@ -350,6 +356,7 @@ class Application(Task):
         argv = shlex.split(arguments) if isinstance(arguments, str) else [str(a) for a in arguments]
         if not argv:
             raise InvalidValue("an Application needs a command to run")
+        named = bool(jobname)
         jobname = jobname or os.path.basename(argv[0])
         input_map = dict(inputs) if isinstance(inputs, dict) else {p: os.path.basename(p) for p in inputs}
         output_map = dict(outputs) if isinstance(outputs, dict) else {n: n for n in outputs}
@@ -365,9 +372,31 @@ class Application(Task):
             stdout=stdout, stderr=stderr, environment=dict(environment or {}),
             requested_cores=int(requested_cores), requested_memory=requested_memory,
             requested_walltime=requested_walltime, **extra)
+        if not named:
+            # only a marker: SessionBasedScript names unnamed tasks, and assigning
+            # ``jobname`` drops it (Task.__setattr__)
+            self._default_jobname = True
 
     def terminated(self) -> None:
         """Called once the command ended and outputs were collected; override to judge results."""
+
+
+def has_default_jobname(task: Task) -> bool:
+    """Tell whether nobody chose ``task``'s name.
+
+    True when ``jobname`` is None, or is the command's base name that an
+    :class:`Application` takes when its creator passes no ``jobname`` (and
+    nobody assigned one since).  :class:`~gc3session.cmdline.SessionBasedScript`
+    gives such tasks unique names.
+
+    >>> has_default_jobname(Application(["sh", "-c", "true"]))
+    True
+    >>> has_default_jobname(Application(["sh", "-c", "true"], jobname="sh"))
+    False
+    >>> has_default_jobname(Task()), has_default_jobname(Task(jobname="t"))
+    (True, False)
+    """
+    return getattr(task, "jobname", None) is None or task.__dict__.get("_default_jobname", False)
 
 
 def is_plain_relative(name: str) -> bool:
@@ -377,4 +406,4 @@ def is_plain_relative(name: str) -> bool:
 
 
 __all__ = ["Application", "History", "ParallelTaskCollection", "Run", "SequentialTaskCollection",
-           "State", "Task", "TaskCollection"]
+           "State", "Task", "TaskCollection", "has_default_jobname"]

@@ -139,16 +139,16 @@ def test_list_states_option(probe, tmp_path, capsys):
     assert "unknown state DONE" in capsys.readouterr().err
 
 
-def test_new_tasks_only_for_an_empty_session_and_names_are_unique(probe, tmp_path, capsys):
-    """new_tasks() runs once; a second run adds nothing; tasks repeating a name are skipped."""
+def test_new_tasks_only_for_an_empty_session_and_repeated_names_are_kept(probe, tmp_path, capsys):
+    """new_tasks() runs once; a second run adds nothing; tasks repeating a name are all kept."""
     Probe.new_tasks_calls = 0
     assert probe("-C", "1", "--same-name") == 0
     assert probe("-C", "1", "--tasks", "5") == 0
     assert Probe.new_tasks_calls == 1
     assert "session already exists" in capsys.readouterr().err
     with Session(os.path.join(tmp_path, "probe"), mode="r") as session:
-        assert [t.jobname for t in session] == ["same"]
-    assert audit_lines(tmp_path) == ["same start", "same done"]
+        assert [t.jobname for t in session] == ["same"] * 3
+    assert sorted(audit_lines(tmp_path)) == ["same done"] * 3 + ["same start"] * 3
 
 
 def test_new_session_option_kills_and_replaces_the_old_tasks(probe, tmp_path, capsys):
