@@ -41,6 +41,7 @@ serialization failures and deadlocks are retried the same way.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import random
 import re
@@ -56,8 +57,7 @@ from sqlalchemy.engine import Connection, Engine
 from gc3session import fsio
 from gc3session.exceptions import (IdAllocationError, InvalidTableName, InvalidType,
                                    InvalidValue, LoadError, RecordNotFoundError,
-                                   SerializationError, StoreLockedError, StoreUnavailableError,
-                                   StoreWriteError)
+                                   StoreLockedError, StoreUnavailableError, StoreWriteError)
 from gc3session.persistence.idfactory import is_valid_id
 from gc3session.persistence.serialization import Record
 from gc3session.persistence.store import Store
@@ -73,6 +73,8 @@ RETRY_DEADLINE = 60.0
 _SCHEMA_LOCK_KEY = 0x6763_3373  # "gc3s"
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 ExtraFields = Mapping[sa.Column, Callable[[Any], Any]]  # type: ignore[type-arg]
 
@@ -102,7 +104,10 @@ class SqlStore(Store):
         ``mysql[+driver]://...``; a ``#table=NAME`` fragment names the table.
     :param table_name: the table (overrides the URL fragment; default ``store``).
     :param extra_fields: ``{sqlalchemy.Column: function(obj)}``; each column is
-        set to ``function(obj)`` on every save, so plain SQL can query it.
+        set to ``function(obj)`` on every save, so plain SQL can query it.  A
+        function that raises leaves NULL in its column and logs a warning
+        (logger ``stores.sql``) naming the column and the id; the object is
+        saved all the same.
     :param create: create the tables if they are missing (default True).
     :param durable: commit to stable storage before returning (default True).
     :param trusted: False restricts loads to allow-listed classes.
@@ -379,6 +384,13 @@ class SqlStore(Store):
         return self._meta_obj
 
     def _row(self, record: Record) -> dict[str, Any]:
+        """The column values of one record, extra fields included.
+
+        An extra field whose function raises is stored as NULL and a warning
+        names the column and the id: the column is a convenience for plain
+        SQL, and a task must not go unsaved (its state lost) because one of
+        them cannot be computed.  GC3Pie does the same.
+        """
         row = {"id": str(record.id), "data": record.data, "state": record.state, "cls": record.cls}
         for column, func in self._extra_fields.items():
             if record.obj is None:
@@ -386,10 +398,11 @@ class SqlStore(Store):
                 continue
             try:
                 row[column.name] = func(record.obj)
-            except Exception as err:  # user-supplied function: report which one failed
-                raise SerializationError(
-                    f"extra field {column.name!r} of {record.id} could not be computed: {err}",
-                    id=record.id, column=column.name) from err
+            except Exception as err:  # user-supplied function: any error it raises
+                log.warning("extra field %r of %s in %s could not be computed (%s: %s);"
+                            " stored NULL", column.name, record.id, self.location(str(record.id)),
+                            type(err).__name__, err)
+                row[column.name] = None
         return row
 
     def _upsert(self, conn: Connection) -> Any:
