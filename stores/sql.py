@@ -32,7 +32,11 @@ SQLite runs in WAL mode with a busy timeout, writers take the lock at
 ``BEGIN IMMEDIATE`` (so two writers never deadlock on a lock upgrade), and
 "database is locked" is retried with back-off until a deadline, then raised
 as :class:`~gc3session.exceptions.StoreLockedError`.  PostgreSQL
-serialization failures and deadlocks are retried the same way.
+serialization failures, deadlocks and lock timeouts are retried the same
+way.  Reads (one id, many ids, the list of ids, the states) retry as writes
+do, and raise ``StoreLockedError`` with ``step="read"`` past the deadline:
+a SQLite connection can find the database locked when it opens, and a
+PostgreSQL ``lock_timeout`` cancels a read waiting behind ``ALTER TABLE``.
 
 ``durable=False`` sets SQLite ``synchronous=OFF`` / PostgreSQL
 ``synchronous_commit=off``.
@@ -341,21 +345,41 @@ class SqlStore(Store):
                          {"key": _SCHEMA_LOCK_KEY})
 
     # --- retries ---------------------------------------------------------------
-    def _retry(self, operation: Callable[[], _T]) -> _T:
+    def _retry(self, operation: Callable[[], _T], step: str = "commit") -> _T:
+        """Run ``operation``, again with back-off while it fails with a transient error.
+
+        Writes and reads alike go through here: a SQLite connection can find
+        the database locked when it opens (another process is cleaning up
+        or recovering the WAL) as well as when it writes, and a PostgreSQL
+        ``lock_timeout`` can cancel a read as well as a write.  ``operation``
+        must start from scratch each time (a fresh connection, nothing kept
+        from the failed attempt).  Errors of the driver's own cursor (point
+        reads bypass SQLAlchemy) count like SQLAlchemy's.
+
+        :raises StoreLockedError: with ``step`` once ``retry_deadline`` has
+            passed; any other error is raised as it is, at once.
+        """
         deadline = time.monotonic() + self.retry_deadline
         delay = 0.005
         while True:
             try:
                 return operation()
-            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.DBAPIError) as err:
+            except self._database_errors() as err:
                 if not _is_transient(err):
                     raise
                 if time.monotonic() > deadline:
                     raise StoreLockedError(
                         f"{self.location('-')}: database stayed busy for {self.retry_deadline:g}s:"
-                        f" {err.orig}", step="commit", table=self.table_name) from err
+                        f" {getattr(err, 'orig', None) or err}", step=step,
+                        table=self.table_name) from err
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
+
+    def _database_errors(self) -> tuple[type[Exception], ...]:
+        """SQLAlchemy's errors, and the driver's once the engine exists."""
+        if self._engine_obj is None:
+            return (sa.exc.DBAPIError,)
+        return (sa.exc.DBAPIError, self._engine_obj.dialect.loaded_dbapi.Error)
 
     # --- primitives --------------------------------------------------------------
     def location(self, pid: str) -> str:
@@ -462,14 +486,19 @@ class SqlStore(Store):
             self._point_read_sql = (f"SELECT data FROM"
                                     f" {engine.dialect.identifier_preparer.quote(self.table_name)}"
                                     f" WHERE id = {mark}")
-        try:
+        sql = self._point_read_sql
+
+        def read() -> Any:
             with engine.connect() as conn:
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    cursor.execute(self._point_read_sql, (pid,))
-                    row = cursor.fetchone()
+                    cursor.execute(sql, (pid,))
+                    return cursor.fetchone()
                 finally:
                     cursor.close()
+
+        try:
+            row = self._retry(read, step="read")
         except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as err:
             raise LoadError(f"cannot read {pid} from {self.location(pid)}: {err}",
                             id=pid, location=self.location(pid), cause=str(err)) from err
@@ -480,16 +509,20 @@ class SqlStore(Store):
 
     def _read_many(self, pids: list[str]) -> dict[str, bytes]:
         table = self._tables
-        result: dict[str, bytes] = {}
-        try:
+
+        def read() -> dict[str, bytes]:
+            result: dict[str, bytes] = {}
             with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
                 for chunk in _chunks(pids, 500):
                     query = sa.select(table.c.id, table.c.data).where(table.c.id.in_(chunk))
                     result.update((row[0], bytes(row[1])) for row in conn.execute(query))
+            return result
+
+        try:
+            return self._retry(read, step="read")
         except sa.exc.SQLAlchemyError as err:
             raise LoadError(f"cannot read from {self.location('-')}: {err}",
                             location=self.location("-"), cause=str(err)) from err
-        return result
 
     def _delete(self, pids: list[str]) -> None:
         table = self._tables
@@ -507,9 +540,13 @@ class SqlStore(Store):
 
     def _list_ids(self) -> list[str]:
         table = self._tables
-        try:
+
+        def read() -> list[str]:
             with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
                 return [row[0] for row in conn.execute(sa.select(table.c.id))]
+
+        try:
+            return self._retry(read, step="read")
         except sa.exc.SQLAlchemyError as err:
             raise LoadError(f"cannot list the records of {self.location('-')}: {err}",
                             location=self.location("-"), cause=str(err)) from err
@@ -517,18 +554,22 @@ class SqlStore(Store):
     def _states(self, pids: list[str] | None) -> dict[str, str | None]:
         table = self._tables
         query = sa.select(table.c.id, table.c.state)
-        result: dict[str, str | None] = {}
-        try:
+
+        def read() -> dict[str, str | None]:
+            result: dict[str, str | None] = {}
             with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
                 if pids is None:
                     result.update((row[0], row[1]) for row in conn.execute(query))
                 for chunk in _chunks(pids or [], 500):
                     query_chunk = query.where(table.c.id.in_(chunk))
                     result.update((row[0], row[1]) for row in conn.execute(query_chunk))
+            return result
+
+        try:
+            return self._retry(read, step="read")
         except sa.exc.SQLAlchemyError as err:
             raise LoadError(f"cannot read the states of {self.location('-')}: {err}",
                             location=self.location("-"), cause=str(err)) from err
-        return result
 
     def pre_fork(self) -> None:
         """Close the connections: none must be shared with a forked child.
@@ -557,12 +598,16 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _is_transient(err: sa.exc.DBAPIError) -> bool:
-    """Errors worth retrying: SQLite busy/locked, PostgreSQL serialization/deadlock."""
-    text = str(err.orig).lower()
+def _is_transient(err: Exception) -> bool:
+    """Errors worth retrying: SQLite busy/locked, PostgreSQL serialization/deadlock/lock timeout.
+
+    ``err`` is a SQLAlchemy error wrapping the driver's, or the driver's own.
+    """
+    orig = err.orig if isinstance(err, sa.exc.DBAPIError) else err
+    text = str(orig).lower()
     if "database is locked" in text or "database is busy" in text or "database table is locked" in text:
         return True
-    sqlstate = getattr(err.orig, "sqlstate", None) or getattr(err.orig, "pgcode", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return sqlstate in ("40001", "40P01", "55P03")
 
 
