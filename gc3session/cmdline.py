@@ -64,6 +64,7 @@ from typing import Any, Iterable, Iterator, NoReturn
 
 from .engine import RESUME_POLICIES, Engine
 from .exceptions import Error, InvalidValue
+from .persistence.url import StoreUrl
 from .progress import ProgressReporter, status_table, task_table
 from .session import Session
 from .sessionlock import SessionBusyError, driver_lock
@@ -252,13 +253,18 @@ class SessionBasedScript:
         if unknown:
             raise UsageError(f"unknown state {', '.join(unknown)} for -l; known: {', '.join(sorted(known))}")
 
-    def _store_url(self) -> str | None:
+    def _store_url(self) -> StoreUrl | str | None:
+        """The ``-u`` store: ``sqlite`` and ``file`` name one inside the session directory.
+
+        Those URLs are built from the path (never by pasting it into a URL
+        string, where a ``#`` or ``?`` in a directory name would cut it short).
+        """
         url = self.params.store_url
         path = os.path.abspath(self.params.session)
         if url == "sqlite":
-            return f"sqlite:///{path}/jobs.db"
+            return StoreUrl.for_path("sqlite", os.path.join(path, "jobs.db"))
         if url == "file":
-            return f"file://{path}/jobs"
+            return StoreUrl.for_path("file", os.path.join(path, "jobs"))
         return url
 
     def _abort_all(self, engine: Engine) -> None:

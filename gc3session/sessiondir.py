@@ -107,7 +107,8 @@ def read_store_url(path: str) -> StoreUrl:
         raise CorruptSessionError(
             f"{filename} is missing or unreadable ({err}); the session was not"
             f" opened and nothing was changed. Restore the file: it holds one store URL,"
-            f" e.g. file://{os.path.join(path, DEFAULT_JOBS_DIR)} for the default store.",
+            f" e.g. {StoreUrl.for_path('file', os.path.join(path, DEFAULT_JOBS_DIR))}"
+            " for the default store.",
             path=filename) from err
 
 

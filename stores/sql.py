@@ -32,7 +32,11 @@ SQLite runs in WAL mode with a busy timeout, writers take the lock at
 ``BEGIN IMMEDIATE`` (so two writers never deadlock on a lock upgrade), and
 "database is locked" is retried with back-off until a deadline, then raised
 as :class:`~gc3session.exceptions.StoreLockedError`.  PostgreSQL
-serialization failures and deadlocks are retried the same way.
+serialization failures, deadlocks and lock timeouts are retried the same
+way.  Reads (one id, many ids, the list of ids, the states) retry as writes
+do, and raise ``StoreLockedError`` with ``step="read"`` past the deadline:
+a SQLite connection can find the database locked when it opens, and a
+PostgreSQL ``lock_timeout`` cancels a read waiting behind ``ALTER TABLE``.
 
 ``durable=False`` sets SQLite ``synchronous=OFF`` / PostgreSQL
 ``synchronous_commit=off``.
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import random
 import re
@@ -57,8 +62,7 @@ from sqlalchemy.engine import Connection, Engine
 from gc3session import fsio
 from gc3session.exceptions import (IdAllocationError, InvalidTableName, InvalidType,
                                    InvalidValue, LoadError, RecordNotFoundError,
-                                   SerializationError, StoreLockedError, StoreUnavailableError,
-                                   StoreWriteError)
+                                   StoreLockedError, StoreUnavailableError, StoreWriteError)
 from gc3session.persistence.idfactory import is_valid_id
 from gc3session.persistence.serialization import Record
 from gc3session.persistence.store import Store
@@ -74,6 +78,8 @@ RETRY_DEADLINE = 60.0
 _SCHEMA_LOCK_KEY = 0x6763_3373  # "gc3s"
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 ExtraFields = Mapping[sa.Column, Callable[[Any], Any]]  # type: ignore[type-arg]
 
@@ -103,7 +109,10 @@ class SqlStore(Store):
         ``mysql[+driver]://...``; a ``#table=NAME`` fragment names the table.
     :param table_name: the table (overrides the URL fragment; default ``store``).
     :param extra_fields: ``{sqlalchemy.Column: function(obj)}``; each column is
-        set to ``function(obj)`` on every save, so plain SQL can query it.
+        set to ``function(obj)`` on every save, so plain SQL can query it.  A
+        function that raises leaves NULL in its column and logs a warning
+        (logger ``stores.sql``) naming the column and the id; the object is
+        saved all the same.
     :param create: create the tables if they are missing (default True).
     :param durable: commit to stable storage before returning (default True).
     :param trusted: False restricts loads to allow-listed classes.
@@ -342,21 +351,41 @@ class SqlStore(Store):
                          {"key": _SCHEMA_LOCK_KEY})
 
     # --- retries ---------------------------------------------------------------
-    def _retry(self, operation: Callable[[], _T]) -> _T:
+    def _retry(self, operation: Callable[[], _T], step: str = "commit") -> _T:
+        """Run ``operation``, again with back-off while it fails with a transient error.
+
+        Writes and reads alike go through here: a SQLite connection can find
+        the database locked when it opens (another process is cleaning up
+        or recovering the WAL) as well as when it writes, and a PostgreSQL
+        ``lock_timeout`` can cancel a read as well as a write.  ``operation``
+        must start from scratch each time (a fresh connection, nothing kept
+        from the failed attempt).  Errors of the driver's own cursor (point
+        reads bypass SQLAlchemy) count like SQLAlchemy's.
+
+        :raises StoreLockedError: with ``step`` once ``retry_deadline`` has
+            passed; any other error is raised as it is, at once.
+        """
         deadline = time.monotonic() + self.retry_deadline
         delay = 0.005
         while True:
             try:
                 return operation()
-            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.DBAPIError) as err:
+            except self._database_errors() as err:
                 if not _is_transient(err):
                     raise
                 if time.monotonic() > deadline:
                     raise StoreLockedError(
                         f"{self.location('-')}: database stayed busy for {self.retry_deadline:g}s:"
-                        f" {err.orig}", step="commit", table=self.table_name) from err
+                        f" {getattr(err, 'orig', None) or err}", step=step,
+                        table=self.table_name) from err
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
+
+    def _database_errors(self) -> tuple[type[Exception], ...]:
+        """SQLAlchemy's errors, and the driver's once the engine exists."""
+        if self._engine_obj is None:
+            return (sa.exc.DBAPIError,)
+        return (sa.exc.DBAPIError, self._engine_obj.dialect.loaded_dbapi.Error)
 
     # --- primitives --------------------------------------------------------------
     def location(self, pid: str) -> str:
@@ -396,6 +425,13 @@ class SqlStore(Store):
         return self._meta_obj
 
     def _row(self, record: Record) -> dict[str, Any]:
+        """The column values of one record, extra fields included.
+
+        An extra field whose function raises is stored as NULL and a warning
+        names the column and the id: the column is a convenience for plain
+        SQL, and a task must not go unsaved (its state lost) because one of
+        them cannot be computed.  GC3Pie does the same.
+        """
         row = {"id": str(record.id), "data": record.data, "state": record.state, "cls": record.cls}
         for column, func in self._extra_fields.items():
             if record.obj is None:
@@ -403,10 +439,11 @@ class SqlStore(Store):
                 continue
             try:
                 row[column.name] = func(record.obj)
-            except Exception as err:  # user-supplied function: report which one failed
-                raise SerializationError(
-                    f"extra field {column.name!r} of {record.id} could not be computed: {err}",
-                    id=record.id, column=column.name) from err
+            except Exception as err:  # user-supplied function: any error it raises
+                log.warning("extra field %r of %s in %s could not be computed (%s: %s);"
+                            " stored NULL", column.name, record.id, self.location(str(record.id)),
+                            type(err).__name__, err)
+                row[column.name] = None
         return row
 
     def _upsert(self, conn: Connection) -> Any:
@@ -466,14 +503,19 @@ class SqlStore(Store):
             self._point_read_sql = (f"SELECT data FROM"
                                     f" {engine.dialect.identifier_preparer.quote(self.table_name)}"
                                     f" WHERE id = {mark}")
-        try:
+        sql = self._point_read_sql
+
+        def read() -> Any:
             with engine.connect() as conn:
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    cursor.execute(self._point_read_sql, (pid,))
-                    row = cursor.fetchone()
+                    cursor.execute(sql, (pid,))
+                    return cursor.fetchone()
                 finally:
                     cursor.close()
+
+        try:
+            row = self._retry(read, step="read")
         except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as err:
             raise LoadError(f"cannot read {pid} from {self.location(pid)}: {err}",
                             id=pid, location=self.location(pid), cause=str(err)) from err
@@ -484,16 +526,20 @@ class SqlStore(Store):
 
     def _read_many(self, pids: list[str]) -> dict[str, bytes]:
         table = self._tables
-        result: dict[str, bytes] = {}
-        try:
+
+        def read() -> dict[str, bytes]:
+            result: dict[str, bytes] = {}
             with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
                 for chunk in _chunks(pids, 500):
                     query = sa.select(table.c.id, table.c.data).where(table.c.id.in_(chunk))
                     result.update((row[0], bytes(row[1])) for row in conn.execute(query))
+            return result
+
+        try:
+            return self._retry(read, step="read")
         except sa.exc.SQLAlchemyError as err:
             raise LoadError(f"cannot read from {self.location('-')}: {err}",
                             location=self.location("-"), cause=str(err)) from err
-        return result
 
     def _delete(self, pids: list[str]) -> None:
         table = self._tables
@@ -511,9 +557,13 @@ class SqlStore(Store):
 
     def _list_ids(self) -> list[str]:
         table = self._tables
-        try:
+
+        def read() -> list[str]:
             with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
                 return [row[0] for row in conn.execute(sa.select(table.c.id))]
+
+        try:
+            return self._retry(read, step="read")
         except sa.exc.SQLAlchemyError as err:
             raise LoadError(f"cannot list the records of {self.location('-')}: {err}",
                             location=self.location("-"), cause=str(err)) from err
@@ -521,18 +571,22 @@ class SqlStore(Store):
     def _states(self, pids: list[str] | None) -> dict[str, str | None]:
         table = self._tables
         query = sa.select(table.c.id, table.c.state)
-        result: dict[str, str | None] = {}
-        try:
+
+        def read() -> dict[str, str | None]:
+            result: dict[str, str | None] = {}
             with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
                 if pids is None:
                     result.update((row[0], row[1]) for row in conn.execute(query))
                 for chunk in _chunks(pids or [], 500):
                     query_chunk = query.where(table.c.id.in_(chunk))
                     result.update((row[0], row[1]) for row in conn.execute(query_chunk))
+            return result
+
+        try:
+            return self._retry(read, step="read")
         except sa.exc.SQLAlchemyError as err:
             raise LoadError(f"cannot read the states of {self.location('-')}: {err}",
                             location=self.location("-"), cause=str(err)) from err
-        return result
 
     def pre_fork(self) -> None:
         """Close the connections: none must be shared with a forked child.
@@ -561,12 +615,16 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _is_transient(err: sa.exc.DBAPIError) -> bool:
-    """Errors worth retrying: SQLite busy/locked, PostgreSQL serialization/deadlock."""
-    text = str(err.orig).lower()
+def _is_transient(err: Exception) -> bool:
+    """Errors worth retrying: SQLite busy/locked, PostgreSQL serialization/deadlock/lock timeout.
+
+    ``err`` is a SQLAlchemy error wrapping the driver's, or the driver's own.
+    """
+    orig = err.orig if isinstance(err, sa.exc.DBAPIError) else err
+    text = str(orig).lower()
     if "database is locked" in text or "database is busy" in text or "database table is locked" in text:
         return True
-    sqlstate = getattr(err.orig, "sqlstate", None) or getattr(err.orig, "pgcode", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return sqlstate in ("40001", "40P01", "55P03")
 
 

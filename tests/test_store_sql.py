@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from _store_objects import Item, Node, save_in_forked_child
 from gc3session.exceptions import (InvalidTableName, InvalidType, InvalidValue, LoadError,
-                                   ReadOnlyStoreError, RecordNotFoundError, SerializationError,
+                                   ReadOnlyStoreError, RecordNotFoundError,
                                    StoreLockedError, StoreUnavailableError, StoreWriteError)
 from gc3session.persistence import make_store
 from gc3session.task import Task
@@ -298,22 +298,6 @@ def test_newer_schema_is_refused_and_left_alone(db_url: str, opened: list[SqlSto
 
 
 # --- transactions ---------------------------------------------------------------------------
-
-def test_failing_extra_field_of_a_child_writes_nothing(db_url: str, opened: list[SqlStore]) -> None:
-    """A child whose extra field function raises: SerializationError naming it, no row of the batch."""
-    def label(node: Node) -> str:
-        if node.name == "bad":
-            raise RuntimeError("no label for this one")
-        return node.name
-
-    store = _open(opened, db_url, extra_fields={sa.Column("label", sa.String(20)): label})
-    root = Node("root")
-    root.children = [Node("good"), Node("bad"), Node("good too")]
-    with pytest.raises(SerializationError) as info:
-        store.save(root)
-    assert info.value.id == root.children[1].persistent_id and info.value.column == "label"
-    assert _sql(db_url, "SELECT count(*) FROM store") == [(0,)]
-
 
 def test_database_error_in_a_batch_rolls_back_every_row(db_url: str, opened: list[SqlStore]) -> None:
     """When the database rejects one row of a save, the rows before it are rolled back too."""

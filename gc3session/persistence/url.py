@@ -17,6 +17,28 @@ A ``#table=NAME`` fragment selects the SQL table.  ``str(url)`` and
 ``repr(url)`` hide the password (``***``); :meth:`StoreUrl.render` with
 ``hide_password=False`` is the only way to get it back, and
 :meth:`StoreUrl.without_password` is what gets written to ``store.url``.
+
+Paths in URLs
+-------------
+A URL for a path is built from its parts (:meth:`StoreUrl.for_path`), never
+by pasting the path into a string: a directory named ``run#1`` pasted into
+``sqlite:///...`` would name ``run`` (the rest is a fragment) and two
+sessions would share one store.  :meth:`StoreUrl.render` percent-escapes,
+in the path of every scheme, the characters that would change what the URL
+means or not survive ``store.url``: ``%``, ``#``, ``?``, whitespace and
+non-printable characters (a file name that is not UTF-8 keeps its bytes:
+``%FF``).  Every other character, non-ASCII letters and the delimiters
+``!$&'()*+,;=:@[]`` included, is written as it is, the way GC3Pie writes
+it.  :meth:`StoreUrl.parse` unescapes every ``%XX``, so
+``StoreUrl.parse(url.render()) == url`` for every path, and URLs written by
+earlier versions or by GC3Pie read as before as long as their paths hold
+none of ``%#?`` (which never read back right there either).
+
+Path or URL?  Text is a URL when it contains ``://`` and does not start with
+``/``, ``./`` or ``../``; anything else, and any :class:`os.PathLike`, is a
+path.  So ``/data/odd://name`` is a directory, ``odd://name`` is a URL with
+the scheme ``odd``, and a relative path containing ``://`` is written
+``./odd://name``.  Whether something exists on disk never decides it.
 """
 
 from __future__ import annotations
@@ -41,6 +63,8 @@ class StoreUrl:
     'postgresql+psycopg://bob@db.example:5433/jobs#table=runs'
     >>> StoreUrl.parse("/tmp/jobs").scheme
     'file'
+    >>> print(StoreUrl.for_path("sqlite", "/data/run#1/jobs.db"))
+    sqlite:////data/run%231/jobs.db
     """
 
     scheme: str
@@ -60,7 +84,8 @@ class StoreUrl:
         """
         if isinstance(text, StoreUrl):
             return text
-        if isinstance(text, os.PathLike):
+        path_like = isinstance(text, os.PathLike)
+        if path_like:
             text = os.fspath(text)
         if not isinstance(text, str):
             raise InvalidUrlError(f"a store URL must be a string or a path, not {type(text).__name__}",
@@ -69,22 +94,23 @@ class StoreUrl:
             raise InvalidUrlError("empty store URL", url=text)
         if "\x00" in text:
             raise InvalidUrlError("NUL byte in store URL", url=repr(text))
-        if "://" not in text:
+        if path_like or "://" not in text or text.startswith(_PATH_PREFIXES):
             return cls(scheme="file", path=os.path.abspath(text))
         parts = urlsplit(text)
         scheme = parts.scheme.lower()
         if not scheme or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
-            raise InvalidUrlError(f"invalid scheme in store URL {text!r}", url=text)
+            raise InvalidUrlError(f"invalid scheme in store URL {_redact(text)!r} (a relative path"
+                                  " containing '://' is written './PATH')", url=_redact(text))
         if scheme == "file":
             if parts.netloc not in ("", "localhost"):
                 raise InvalidUrlError(f"file URLs cannot name a host: {text!r}", url=text)
-            return cls(scheme="file", path=os.path.abspath(unquote(parts.path) or "/"),
+            return cls(scheme="file", path=os.path.abspath(_unquote_path(parts.path) or "/"),
                        fragment=parts.fragment)
         try:
             port = parts.port
         except ValueError as err:
             raise InvalidUrlError(f"invalid port in store URL: {err}", url=_redact(text)) from err
-        path = unquote(parts.path)
+        path = _unquote_path(parts.path)
         if scheme.split("+")[0] == "sqlite":
             # SQLAlchemy: "sqlite:///rel.db" is relative, "sqlite:////abs.db" absolute;
             # "sqlite://" and "sqlite:///:memory:" are a database in memory.
@@ -102,6 +128,28 @@ class StoreUrl:
             query=parts.query,
             fragment=parts.fragment,
         )
+
+    @classmethod
+    def for_path(cls, scheme: str, path: "str | os.PathLike[str]") -> "StoreUrl":
+        """The URL of the store at ``path`` (made absolute), for a scheme whose URL is a path.
+
+        Use it instead of formatting a path into a URL string: the path is
+        kept as it is and :meth:`render` escapes what needs escaping.
+
+        >>> StoreUrl.for_path("file", "/data/run?1/jobs").render()
+        'file:///data/run%3F1/jobs'
+
+        :param scheme: ``file`` or ``sqlite`` (with or without a ``+driver``).
+        :raises InvalidUrlError: for any other scheme, or an empty path.
+        """
+        base = scheme.lower().split("+", 1)[0]
+        if base not in ("file", "sqlite"):
+            raise InvalidUrlError(f"a {scheme} URL is not a local path; build it with parse()",
+                                  url=scheme)
+        text = os.fspath(path)
+        if not text.strip() or "\x00" in text:
+            raise InvalidUrlError(f"not a path: {text!r}", url=repr(text))
+        return cls(scheme=scheme.lower(), path=os.path.abspath(text))
 
     @property
     def base_scheme(self) -> str:
@@ -130,9 +178,9 @@ class StoreUrl:
     def render(self, hide_password: bool = True) -> str:
         """Render as text; the password is ``***`` unless ``hide_password`` is False."""
         if self.scheme == "file":
-            text = "file://" + quote(self.path)
+            text = "file://" + _quote_path(self.path)
         elif self.base_scheme == "sqlite":
-            text = f"{self.scheme}://" + (f"/{self.path}" if self.path else "")
+            text = f"{self.scheme}://" + (f"/{_quote_path(self.path)}" if self.path else "")
         else:
             netloc = ""
             if self.username is not None:
@@ -144,7 +192,7 @@ class StoreUrl:
                 netloc += f"[{self.host}]" if ":" in self.host else self.host
             if self.port is not None:
                 netloc += f":{self.port}"
-            text = f"{self.scheme}://{netloc}{quote(self.path)}"
+            text = f"{self.scheme}://{netloc}{_quote_path(self.path)}"
         if self.query:
             text += "?" + self.query
         if self.fragment:
@@ -156,6 +204,30 @@ class StoreUrl:
 
     def __repr__(self) -> str:
         return f"StoreUrl({self.render()!r})"
+
+
+#: Text starting with one of these is a path even if it contains "://".
+_PATH_PREFIXES = ("/", "./", "../")
+
+
+def _quote_path(path: str) -> str:
+    """Escape ``%``, ``#``, ``?``, whitespace and non-printable characters as ``%XX``.
+
+    ``urlsplit`` would cut the path at ``#`` or ``?`` and drop tabs and
+    newlines; ``store.url`` is stripped when read, so a trailing space would
+    go too.  Other characters stay readable (and readable by GC3Pie, which
+    never unescapes).  A surrogate that stands for an undecodable file-name
+    byte becomes that byte.
+    """
+    return "".join(
+        quote(char.encode("utf-8", "surrogateescape"), safe="")
+        if char in "%#?" or char.isspace() or not char.isprintable() else char
+        for char in path)
+
+
+def _unquote_path(text: str) -> str:
+    """Undo :func:`_quote_path` (and any other ``%XX``); bytes that are not UTF-8 come back as surrogates."""
+    return unquote(text, errors="surrogateescape")
 
 
 def _redact(text: str) -> str:
