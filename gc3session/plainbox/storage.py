@@ -196,7 +196,9 @@ class SessionStorage:
             try:
                 if fsio.make_dirs(location):
                     return cls(location)
-            except FileExistsError:
+            except StoreWriteError as err:
+                if err.context.get("errno") != errno.EEXIST:
+                    raise
                 continue  # a file of that name: try the next suffix
         raise StoreWriteError(f"cannot create a storage in {base!r}: {MAX_CLASHES} names taken",
                               path=base, step="mkdir", errno=errno.EEXIST)
