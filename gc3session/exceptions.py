@@ -114,6 +114,16 @@ class StoreWriteError(Error, OSError):
     """
 
 
+class NotRegularFileError(Error, OSError):
+    """A file gc3session reads, appends to or locks is a FIFO, socket, device or directory.
+
+    Such a file is never read or written: opening a FIFO would block until
+    someone writes to it, and a device would hand out or swallow bytes.
+    ``path`` names it and ``kind`` says what it is; ``strerror`` is set, so
+    code that reports an ``OSError`` by its ``strerror`` says the same.
+    """
+
+
 class StoreUnavailableError(Error, ConnectionError):
     """The database of a store cannot be reached or set up; the URL hides the password."""
 
