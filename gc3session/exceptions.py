@@ -99,7 +99,13 @@ class ClassNotFoundError(LoadError):
 
 
 class UnsafeRecordError(LoadError):
-    """An untrusted load met a class that is not on the allow-list."""
+    """An untrusted load met a class that is not on the allow-list, or a call it refuses.
+
+    What an untrusted load admits is listed in
+    :mod:`gc3session.persistence.serialization` (calls with arguments that
+    could compute or allocate without bound, changes to classes, huge
+    integers are refused).
+    """
 
 
 class SerializationError(Error, TypeError):
