@@ -108,7 +108,13 @@ class ClassNotFoundError(LoadError):
 
 
 class UnsafeRecordError(LoadError):
-    """An untrusted load met a class that is not on the allow-list."""
+    """An untrusted load met a class that is not on the allow-list, or a call it refuses.
+
+    What an untrusted load admits is listed in
+    :mod:`gc3session.persistence.serialization` (calls with arguments that
+    could compute or allocate without bound, changes to classes, huge
+    integers are refused).
+    """
 
 
 class SerializationError(Error, TypeError):
@@ -120,6 +126,16 @@ class StoreWriteError(Error, OSError):
 
     ``step`` names the step that failed (``write``, ``fsync``, ``rename``,
     ``fsync-dir``, ``commit``...) so a full disk can be told from an I/O error.
+    """
+
+
+class NotRegularFileError(Error, OSError):
+    """A file gc3session reads, appends to or locks is a FIFO, socket, device or directory.
+
+    Such a file is never read or written: opening a FIFO would block until
+    someone writes to it, and a device would hand out or swallow bytes.
+    ``path`` names it and ``kind`` says what it is; ``strerror`` is set, so
+    code that reports an ``OSError`` by its ``strerror`` says the same.
     """
 
 

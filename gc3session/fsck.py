@@ -42,7 +42,9 @@ they hold:
   flight).  A log that contradicts a record of the session renamed before
   its last append was damaged otherwise, and that is a problem;
 * an append of the index killed half-way leaves a last line without its
-  newline, which readers ignore and the next append cuts off.
+  newline, which readers ignore and the next append cuts off.  Such a line
+  is at most the beginning of an id; anything else after the last newline
+  (NUL bytes a power cut can leave, garbage) is ``corrupt-index``.
 
 Records saved with ``session.save()`` but never added, and the records of
 other sessions sharing one SQL table, are orphans too; this is why orphans
@@ -51,8 +53,12 @@ are never deleted unless asked for (``orphans="delete"``).
 Repairs (``repair=True``, under the session's driver lock)
 -----------------------------------------------------------
 * ``missing-record``: the id is dropped from the index (there is no data);
-* ``corrupt-index``: the damaged file is kept as ``session_ids.txt.damaged-<time>``
-  and a new index lists every record that no other record refers to;
+* ``corrupt-index``: the damaged file is kept as ``session_ids.txt.damaged-<time>``.
+  When only its tail is damaged (bytes after the last newline that no
+  interrupted append leaves, see :mod:`gc3session.index`), the complete lines
+  are kept and the tail is cut; otherwise a new index lists every record that
+  no other record refers to.  An index that is not a regular file (a FIFO...)
+  is left for a human to move away;
 * ``stale-states``: ``.states`` is rebuilt from the record headers;
 * ``tmp-file``: removed, unless the process that wrote it is still alive;
 * ``torn-index``: the index is rewritten without the torn line;
@@ -73,7 +79,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from . import fsio, index, sessiondir
-from .exceptions import CorruptSessionError, InvalidValue, LoadError, SessionNotFoundError
+from .exceptions import (CorruptIndexError, CorruptSessionError, InvalidValue, LoadError,
+                         NotRegularFileError, SessionNotFoundError)
 from .persistence.idfactory import Id
 from .persistence.registry import make_store
 from .persistence.serialization import Decoder, parse_header
@@ -283,7 +290,7 @@ class _Checker:
             report = Report(self.path, str(self.store.url), len(listed or ()),
                             len(scan.refs) + len(scan.errors), self.findings)
             if damaged is not None and self.repair:
-                self._rebuild_index(damaged, scan)
+                self._repair_index(damaged, scan)
             self._check_index(listed, scan)
             self._check_refs(listed, scan)
             self._check_tmp_files()
@@ -332,19 +339,32 @@ class _Checker:
             for pid, finding in zip(missing, findings):
                 self._repaired(finding, f"dropped {pid} from {index.INDEX_FILENAME}")
 
-    def _rebuild_index(self, finding: Finding, scan: _Scan) -> None:
-        referenced = {r for refs in scan.refs.values() for r in refs}
-        roots = [pid for pid in [*scan.refs, *scan.errors] if pid not in referenced]
-        roots.sort(key=lambda i: (Id.parse(i).seqno, i))
+    def _repair_index(self, finding: Finding, scan: _Scan) -> None:
         with index.locked_dir(self.path):
-            kept = None
-            if os.path.lexists(self.index_file):
-                kept = f"{self.index_file}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-                fsio.atomic_write(kept, fsio.read_bytes(self.index_file))
-            fsio.atomic_write(self.index_file, "".join(f"{i}\n" for i in roots).encode("ascii"),
+            kept: str | None = f"{self.index_file}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+            try:
+                data = fsio.read_bytes(self.index_file)
+            except FileNotFoundError:
+                data, kept = b"", None
+            except NotRegularFileError as err:
+                finding.action = (f"kept as it is: {err.strerror}; move it away by hand, then"
+                                  " run the repair again")
+                return
+            if kept is not None:
+                fsio.atomic_write(kept, data)
+            complete = _lines_before_damaged_tail(data, self.index_file)
+            if complete is not None:
+                ids, cut = complete
+                action = (f"cut the damaged tail (bytes {cut} to {len(data)}) after the last"
+                          f" complete line, keeping the {len(ids)} ids before it")
+            else:
+                referenced = {r for refs in scan.refs.values() for r in refs}
+                ids = [pid for pid in [*scan.refs, *scan.errors] if pid not in referenced]
+                ids.sort(key=lambda i: (Id.parse(i).seqno, i))
+                action = f"rebuilt the index from the store ({len(ids)} tasks no record refers to)"
+            fsio.atomic_write(self.index_file, "".join(f"{i}\n" for i in ids).encode("ascii"),
                               mode=0o600)
-        self._repaired(finding, f"rebuilt the index from the store ({len(roots)} tasks no record"
-                       " refers to)" + (f"; the damaged file is kept as {kept}" if kept else ""))
+        self._repaired(finding, action + (f"; the damaged file is kept as {kept}" if kept else ""))
 
     # --- references ------------------------------------------------------------
     def _check_refs(self, listed: list[str] | None, scan: _Scan) -> None:
@@ -469,6 +489,22 @@ class _Checker:
     def _repaired(self, finding: Finding, action: str) -> None:
         finding.repaired = True
         finding.action = action
+
+
+def _lines_before_damaged_tail(data: bytes, path: str) -> tuple[list[str], int] | None:
+    """``(ids, offset)`` if only the tail of index ``data`` is damaged, else None.
+
+    The tail is what follows the last newline; it is damaged when no
+    interrupted append leaves it.  Without a complete line before it the
+    whole file is damage, and the index is better rebuilt from the store.
+    """
+    end = data.rfind(b"\n") + 1
+    if end == 0 or index.is_torn_tail(data[end:]):
+        return None
+    try:
+        return index.parse(data[:end], path), end
+    except CorruptIndexError:
+        return None
 
 
 def _closure(start: Iterable[str], refs: dict[str, list[str]]) -> set[str]:

@@ -13,8 +13,15 @@ step (:func:`inject_faults`):
   path and the step.
 * :func:`append` -- append bytes with one ``write`` on an ``O_APPEND``
   descriptor and ``fdatasync`` them: O(1) in the size of the file.  With
-  ``repair_tail=True`` a final line left without its newline by a crash is
-  cut off first, so the new line never glues onto a torn one.
+  ``cut_tail`` a final line left without its newline by a crash is cut off
+  first, so the new line never glues onto a torn one; bytes that no
+  interrupted append leaves are refused instead of cut.
+* :func:`read_bytes` and :func:`open_regular` -- every file gc3session reads,
+  appends to or locks is opened without following a symlink and without
+  blocking, and only if it is a regular file: a FIFO planted in place of a
+  record or of the id counter raises
+  :class:`~gc3session.exceptions.NotRegularFileError` at once instead of
+  hanging the reader (possibly while it holds a lock).
 
 ``durable=False`` skips every ``fsync`` (kill -9 safe, not power-cut safe); it
 is the explicit "GC3Pie durability" option, never the default.
@@ -29,9 +36,10 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from typing import Callable, Iterator
 
-from .exceptions import StoreWriteError
+from .exceptions import NotRegularFileError, StoreWriteError
 
 TMP_SUFFIX = ".tmp"
 _TAIL = 4096
@@ -182,18 +190,22 @@ def atomic_write(path: str, data: bytes, *, durable: bool = True, mode: int = 0o
 
 
 def append(path: str, data: bytes, *, durable: bool = True,
-           cut_tail: Callable[[bytes], bool] | None = None,
+           cut_tail: Callable[[bytes], bool] | None = None, max_tail: int | None = None,
            create: bool = True, mode: int = 0o600) -> None:
     """Append ``data`` to ``path`` with one write, then ``fdatasync`` it.
 
     :param cut_tail: if given, a final line that lacks its newline is first
         cut off when ``cut_tail(line)`` says it is the remains of an append
         interrupted by a crash; any other unterminated tail is an error.
+    :param max_tail: a final line longer than this is never the remains of
+        an append (it is refused without being read into memory).
     :param create: create the file if missing (else a missing file is an error).
+    :raises StoreWriteError: naming ``path`` and the step; for a tail that
+        is refused, ``offset`` and ``length`` say where its bytes are, and
+        nothing was written.
     """
-    flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
     try:
-        fd = os.open(path, flags, mode)
+        fd = open_regular(path, os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0), mode)
     except OSError as err:
         raise _fail("open", path, err) from err
     step = "write"
@@ -201,7 +213,7 @@ def append(path: str, data: bytes, *, durable: bool = True,
     try:
         if cut_tail is not None:
             step = "truncate"
-            size = _cut_torn_tail(fd, path, cut_tail)
+            size = _cut_torn_tail(fd, path, cut_tail, max_tail)
             step = "write"
         else:
             size = os.fstat(fd).st_size
@@ -217,18 +229,21 @@ def append(path: str, data: bytes, *, durable: bool = True,
             # error of the failed step is the one reported.
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, size)
+        if isinstance(err, StoreWriteError):
+            raise
         raise _fail(step, path, err) from err
     finally:
         os.close(fd)
 
 
-def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool]) -> int:
+def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool],
+                   max_tail: int | None) -> int:
     """Cut an unterminated last line that ``is_torn`` accepts; return the file's size then."""
     size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return size
     # Walk back block by block to the last newline: a batch append torn by a
-    # power cut can leave a tail (zeros, a prefix of a line) longer than a block.
+    # power cut can leave a tail (a prefix of a line) longer than a block.
     keep, end = 0, size
     while end > 0:
         start = max(0, end - _TAIL)
@@ -237,8 +252,13 @@ def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool]) -> int:
             keep = start + newline + 1
             break
         end = start
-    if not is_torn(os.pread(fd, size - keep, keep)):
-        raise OSError(errno.EILSEQ, "unexpected bytes after the last line; refusing to cut them")
+    length = size - keep
+    if (max_tail is not None and length > max_tail) or not is_torn(os.pread(fd, length, keep)):
+        raise StoreWriteError(
+            f"cannot append to {path}: the {length} bytes at byte offset {keep}, after its last"
+            " complete line, are not what an interrupted append leaves; refusing to cut them"
+            " (nothing was written)", path=path, step="check-tail", offset=keep, length=length,
+            errno=errno.EILSEQ)
     _step("truncate", path)
     os.ftruncate(fd, keep)
     return keep
@@ -272,7 +292,7 @@ def sync_filesystem(path: str) -> bool:
     """
     if _syncfs is None:
         return False
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         _step("fsync", path)
         _syncfs(fd)
@@ -307,9 +327,9 @@ def sync_files(paths: list[str]) -> None:
 
 
 def fsync_file(path: str) -> None:
-    """``fsync`` one existing file by path."""
+    """``fsync`` one existing regular file by path (never a FIFO: its open would block)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular(path, os.O_RDONLY)
     except OSError as err:
         raise _fail("open", path, err) from err
     try:
@@ -374,15 +394,67 @@ def create_private(path: str) -> bool:
     return True
 
 
+def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
+    """Open ``path`` with ``flags``, only if it is a regular file; return the descriptor.
+
+    The open never follows a symlink (ELOOP) and never blocks: ``O_NONBLOCK``
+    makes the open of a FIFO return at once instead of waiting for a writer
+    (or a reader), and the ``fstat`` of the open descriptor -- not of the name,
+    which could be swapped in between -- then refuses anything but a regular
+    file.  On a regular file ``O_NONBLOCK`` changes nothing.
+
+    :raises NotRegularFileError: for a FIFO, socket, device or directory.
+    :raises OSError: as ``os.open`` does otherwise (ENOENT, ELOOP, EACCES...).
+    """
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as err:
+        # A socket (ENXIO), a FIFO opened for writing without a reader (ENXIO),
+        # a directory opened for writing (EISDIR): say what is there.
+        if err.errno not in (errno.ENXIO, errno.ENODEV, errno.EISDIR):
+            raise
+        try:
+            kind = os.lstat(path).st_mode
+        except OSError:
+            raise err from None  # gone meanwhile: the open's own error says enough
+        if stat.S_ISREG(kind):
+            raise
+        raise _not_regular(path, kind) from err
+    try:
+        kind = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise _not_regular(path, kind)
+    return fd
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISDIR, "a directory"))
+
+
+def _not_regular(path: str, mode: int) -> NotRegularFileError:
+    kind = next((name for test, name in _KINDS if test(mode)), "an unknown kind of file")
+    reason = f"not a regular file but {kind}"
+    return NotRegularFileError(f"{path} is {reason}; it was neither read nor written",
+                               path=path, kind=kind, strerror=reason, errno=errno.EINVAL)
+
+
 def read_bytes(path: str, on_missing: Callable[[], bytes] | None = None) -> bytes:
-    """Read a whole file, never through a symlink (ELOOP), looping over short reads.
+    """Read a whole regular file, looping over short reads (see :func:`open_regular`).
 
     ``on_missing`` supplies the result for ENOENT if given.  Refusing
     symlinks keeps a link planted in a session or store directory from
-    making gc3session read a file outside it.
+    making gc3session read a file outside it; refusing FIFOs and devices
+    keeps it from blocking forever or reading endless bytes.
+
+    :raises NotRegularFileError: for a FIFO, socket, device or directory.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         if on_missing is not None:
             return on_missing()

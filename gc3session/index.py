@@ -17,7 +17,14 @@ behind):
 
 A crash during an append can leave a final line without its newline; such a
 line belongs to an ``add`` that never returned, so readers ignore it and the
-next append cuts it off first.
+next append cuts it off first.  Only the beginning of an id can be such a
+*torn tail*: at most :data:`~gc3session.persistence.idfactory.MAX_ID_LENGTH`
+bytes of letters, digits and ``_``, then perhaps a dot and digits.  Anything
+else after the last newline (NUL bytes, a megabyte of garbage, a line longer
+than any id) is damage: reading raises
+:class:`~gc3session.exceptions.CorruptIndexError` naming the file and the
+byte offset where the bad bytes start, an append refuses to cut them, and
+``gsession fsck --repair`` cuts them after keeping a copy of the file.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Iterable, Iterator
 
 from . import fsio
 from .exceptions import CorruptIndexError, StoreWriteError
-from .persistence.idfactory import ID_PATTERN, is_valid_id
+from .persistence.idfactory import ID_PATTERN, ID_START_PATTERN, MAX_ID_LENGTH, is_valid_id
 
 INDEX_FILENAME = "session_ids.txt"
 
@@ -62,10 +69,11 @@ def parse(data: bytes, path: str) -> list[str]:
     """Parse the bytes of an index file into ids (order kept, duplicates dropped).
 
     Blank lines are tolerated (GC3Pie splits on white space); a last line
-    without a newline is a torn append and is ignored.
+    without a newline is a torn append (:func:`is_torn_tail`) and is ignored.
 
-    :raises CorruptIndexError: naming the file and line of anything that is
-        not an id.
+    :raises CorruptIndexError: naming the file, the line and the byte
+        ``offset`` of anything that is not an id, or of a tail after the last
+        newline that no interrupted append leaves.
     """
     if not data:
         return []
@@ -74,45 +82,54 @@ def parse(data: bytes, path: str) -> list[str]:
         # The common case, checked by one regex pass: every line is exactly an
         # id, so the ids are split out in C instead of line by line.
         return list(dict.fromkeys(data[:end].decode("ascii").split()))
-    lines = data.split(b"\n")
-    tail = lines.pop()  # text after the last newline: empty, or a torn append
-    if not is_torn_tail(tail):
-        raise CorruptIndexError(
-            f"{path}, line {len(lines) + 1}: {tail[:80]!r} is not a task id. Repair the file"
-            " by hand (one id per line, each ending in a newline) or restore it from a backup;"
-            " `gsession fsck --repair` can rebuild it from the store.",
-            path=path, line=len(lines) + 1)
+    if not is_torn_tail(data[end:]):
+        raise damaged_tail_error(path, end, len(data) - end, line=data.count(b"\n", 0, end) + 1)
     ids: dict[str, None] = {}
-    for number, raw in enumerate(lines, 1):
+    offset = 0
+    for number, raw in enumerate(data[:end].split(b"\n")[:-1], 1):
         line = raw.strip()
-        if not line:
-            continue
-        try:
-            text = line.decode("ascii")
-        except UnicodeDecodeError:
-            text = ""
-        if not is_valid_id(text):
-            raise CorruptIndexError(
-                f"{path}, line {number}: {raw[:80]!r} is not a task id. Repair the file"
-                " by hand (one id per line, e.g. Task.12) or restore it from a backup;"
-                " `gsession fsck --repair` can rebuild it from the store.",
-                path=path, line=number)
-        ids[text] = None
+        if line:
+            try:
+                text = line.decode("ascii")
+            except UnicodeDecodeError:
+                text = ""
+            if not is_valid_id(text):
+                raise CorruptIndexError(
+                    f"{path}, line {number}, byte {offset}: {raw[:80]!r} is not a task id."
+                    " Repair the file by hand (one id per line, e.g. Task.12) or restore it"
+                    " from a backup; `gsession fsck --repair` can rebuild it from the store.",
+                    path=path, line=number, offset=offset)
+            ids[text] = None
+        offset += len(raw) + 1
     return list(ids)
+
+
+def damaged_tail_error(path: str, offset: int, length: int,
+                       line: int | None = None) -> CorruptIndexError:
+    """The error for ``length`` bytes at ``offset`` (on ``line``) that are not a torn tail."""
+    where = f"line {line}, byte {offset}" if line is not None else f"byte {offset}"
+    return CorruptIndexError(
+        f"{path}, {where}: what follows the last newline ({length} byte"
+        f"{'s' if length != 1 else ''}) is not the beginning of a task id, which is all an"
+        " interrupted append leaves; the file is damaged. `gsession fsck --repair` cuts it"
+        " off (keeping a copy of the file), or restore the file from a backup.",
+        path=path, line=line, offset=offset)
 
 
 #: A whole index of plain "Prefix.N" lines (blank lines and spaces take the slow path).
 _WELL_FORMED = re.compile(rf"(?:{ID_PATTERN}\n)*".encode())
-_TORN = re.compile(rb"(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9]*)?)?\x00*")
+_TORN = re.compile(ID_START_PATTERN.encode())
 
 
 def is_torn_tail(tail: bytes) -> bool:
     """Could ``tail`` be what an interrupted append of an id left (a prefix of one)?
 
-    Anything else after the last newline is damage, not a torn append, and is
-    reported instead of being silently cut off.
+    That is: empty, or at most :data:`MAX_ID_LENGTH` bytes that begin an id
+    (``Tas``, ``Task.``, ``Task.1``), without NUL bytes.  Anything else after
+    the last newline is damage, not a torn append, and is reported instead of
+    being silently cut off.
     """
-    return _TORN.fullmatch(tail) is not None
+    return len(tail) <= MAX_ID_LENGTH and _TORN.fullmatch(tail) is not None
 
 
 def read(path: str) -> list[str]:
@@ -121,10 +138,25 @@ def read(path: str) -> list[str]:
 
 
 def append(path: str, ids: Iterable[str], *, durable: bool = True) -> None:
-    """Append ``ids`` to the index (the session directory lock must be held)."""
+    """Append ``ids`` to the index (the session directory lock must be held).
+
+    A torn tail is cut off first.
+
+    :raises CorruptIndexError: if the file ends with bytes that are not a torn
+        tail (naming the byte offset); nothing is written then.
+    :raises StoreWriteError: if the append itself fails.
+    """
     data = "".join(f"{i}\n" for i in ids).encode("ascii")
-    if data:
-        fsio.append(path, data, durable=durable, cut_tail=is_torn_tail, create=False)
+    if not data:
+        return
+    try:
+        fsio.append(path, data, durable=durable, cut_tail=is_torn_tail, max_tail=MAX_ID_LENGTH,
+                    create=False)
+    except StoreWriteError as err:
+        offset = getattr(err, "offset", None)
+        if offset is None:
+            raise
+        raise damaged_tail_error(path, offset, getattr(err, "length", 0)) from err
 
 
 def rewrite_without(path: str, removed: set[str], *, durable: bool = True) -> None:

@@ -18,6 +18,7 @@ import socket
 import time
 from typing import Iterator
 
+from . import fsio
 from .exceptions import SessionError, StoreWriteError
 
 LOCK_FILENAME = "driver.lock"
@@ -39,9 +40,10 @@ def driver_lock(session_path: str) -> Iterator[None]:
     """
     path = os.path.join(session_path, LOCK_FILENAME)
     try:
-        # O_NOFOLLOW: a symlink planted as driver.lock must not make the owner
-        # note overwrite a file outside the session.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        # Only a regular file, never through a symlink: a link planted as
+        # driver.lock must not make the owner note overwrite a file outside the
+        # session, and a FIFO or device must not block or swallow it.
+        fd = fsio.open_regular(path, os.O_RDWR | os.O_CREAT)
     except OSError as err:
         raise StoreWriteError(f"cannot open the driver lock {path}: {err.strerror}",
                               path=path, step="lock", errno=err.errno) from err
@@ -65,10 +67,8 @@ def lock_owner(session_path: str) -> str | None:
     """The note of the process driving the session now, or None if nobody does."""
     path = os.path.join(session_path, LOCK_FILENAME)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError:  # a symlink (ELOOP) or unreadable: nobody can hold it through this path
+        fd = fsio.open_regular(path, os.O_RDONLY)
+    except OSError:  # missing, a symlink (ELOOP), a FIFO...: nobody can hold it through this path
         return None
     try:
         try:

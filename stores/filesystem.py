@@ -58,8 +58,9 @@ import re
 from typing import Any, Iterable, Iterator
 
 from gc3session import fsio
-from gc3session.exceptions import (IdAllocationError, InvalidValue, LoadError,
-                                   RecordNotFoundError, StoreWriteError)
+from gc3session.exceptions import (CorruptRecordError, IdAllocationError, InvalidValue,
+                                   LoadError, NotRegularFileError, RecordNotFoundError,
+                                   StoreWriteError)
 from gc3session.persistence.idfactory import ID_PATTERN, Id, is_valid_id
 from gc3session.persistence.serialization import Record, parse_header
 from gc3session.persistence.store import Store
@@ -140,7 +141,8 @@ class FilesystemStore(Store):
         self._ensure_directory()
         path = os.path.join(self.directory, LOCK_FILE)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            # never a FIFO or a device: the lock would block or lock something else
+            fd = fsio.open_regular(path, os.O_RDWR | os.O_CREAT)
         except OSError as err:
             raise StoreWriteError(f"cannot open lock file {path!r}: {err.strerror}",
                                   path=path, step="lock", errno=err.errno) from err
@@ -241,6 +243,9 @@ class FilesystemStore(Store):
         except FileNotFoundError as err:
             raise RecordNotFoundError(f"no record {pid} in {self.directory} (no file {path})",
                                       id=pid, location=path, cause="missing") from err
+        except NotRegularFileError as err:
+            raise CorruptRecordError(f"cannot load {pid} from {path}: {err.strerror}",
+                                     id=pid, location=path, cause=err.strerror) from err
         except OSError as err:
             raise LoadError(f"cannot read record {pid} from {path}: {err.strerror}",
                             id=pid, location=path, cause=str(err)) from err

@@ -23,6 +23,7 @@ from gc3session import Session, Task, index, make_store
 from gc3session.exceptions import (CorruptIndexError, CorruptSessionError, Error, InvalidValue,
                                    LoadError, UnsafeRecordError)
 from gc3session.persistence import Id, StoreUrl
+from gc3session.persistence.idfactory import MAX_ID_LENGTH
 from gc3session.persistence.serialization import Decoder, parse_header
 
 from _report import record
@@ -52,9 +53,13 @@ def test_index_parser_only_raises_corrupt_index(data: bytes) -> None:
     try:
         ids = index.parse(data, "/x/session_ids.txt")
     except CorruptIndexError as err:
-        assert "/x/session_ids.txt" in str(err)
+        assert "/x/session_ids.txt" in str(err) and f"byte {err.offset}" in str(err)
+        assert 0 <= err.offset <= len(data)
         return
     assert all(Id.parse(i) == i for i in ids)
+    # what an accepted index may end with: at most the beginning of one id
+    tail = data[data.rfind(b"\n") + 1:]
+    assert b"\0" not in tail and len(tail) <= MAX_ID_LENGTH
 
 
 @FUZZ

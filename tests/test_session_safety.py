@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from _session_objects import index_lines
-from gc3session import Session, Task, fsio
+from gc3session import Session, Task, fsck, fsio
 from gc3session.exceptions import (CorruptIndexError, CorruptSessionError, LoadError,
                                    StoreUnavailableError, StoreWriteError)
 from gc3session.sessionlock import driver_lock
@@ -155,14 +155,32 @@ def test_rebuilt_counter_does_not_reuse_ids_of_removed_records(tmp_path: Any) ->
     assert new.seqno > max(i.seqno for i in ids)
 
 
-def test_a_torn_tail_longer_than_a_block_is_cut_by_the_next_add(tmp_path: Any) -> None:
-    """Zeros left by a power cut after a large batch append do not block later adds."""
+def test_zeros_after_the_last_line_are_damage_that_only_fsck_repair_cuts(tmp_path: Any) -> None:
+    """A tail longer than any id (zeros, as a power cut can leave) is not a torn add.
+
+    The next add refuses to cut it and names the byte offset, leaving the file
+    as it is; ``fsck --repair`` keeps a copy of the file and cuts the tail, and
+    the add that was refused goes through afterwards.
+    """
     path = str(tmp_path / "s")
+    index_file = os.path.join(path, "session_ids.txt")
     session = Session(path)
     first = session.add(Task(n=1))
-    with open(os.path.join(path, "session_ids.txt"), "ab") as stream:
+    with open(index_file, "ab") as stream:
         stream.write(b"\0" * 10_000)
-    second = session.add(Task(n=2))
-    with open(os.path.join(path, "session_ids.txt"), "rb") as stream:
-        assert stream.read() == f"{first}\n{second}\n".encode()
+    with open(index_file, "rb") as stream:
+        damaged = stream.read()
+    task = Task(n=2)
+    with pytest.raises(CorruptIndexError) as info:
+        session.add(task)
+    assert info.value.offset == len(f"{first}\n") and index_file in str(info.value)
+    with open(index_file, "rb") as stream:
+        assert stream.read() == damaged
+    assert fsck.check(path, repair=True).status == "repaired"
+    copies = [n for n in os.listdir(path) if n.startswith("session_ids.txt.damaged-")]
+    with open(os.path.join(path, copies[0]), "rb") as stream:
+        assert len(copies) == 1 and stream.read() == damaged
+    session.flush()  # the refused add is still pending
+    with open(index_file, "rb") as stream:
+        assert stream.read() == f"{first}\n{task.persistent_id}\n".encode()
     session.close()

@@ -24,6 +24,12 @@ _PREFIX = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
 _SEQNO = r"0|[1-9][0-9]{0,18}"  # no leading zeros: "Task.01" would alias "Task.1"
 #: An id as a regular expression (no groups, no anchors), for parsers of id lists.
 ID_PATTERN = rf"{_PREFIX}\.(?:{_SEQNO})"
+#: What an id can begin with: empty, or a prefix of some id (every prefix of
+#: ``_PREFIX`` and of ``_SEQNO`` is empty or matches it again, so this is
+#: exactly the set of prefixes of :data:`ID_PATTERN`).
+ID_START_PATTERN = rf"(?:{_PREFIX}(?:\.(?:{_SEQNO})?)?)?"
+#: The length of the longest id: a 128-character prefix, a dot, 19 digits.
+MAX_ID_LENGTH = 128 + 1 + 19
 _ID_RE = re.compile(rf"^(?P<prefix>{_PREFIX})\.(?P<seqno>{_SEQNO})$")
 
 
