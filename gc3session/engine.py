@@ -286,7 +286,7 @@ class Engine:
                 fsio.sync_files(self._collected)
             self._collected.clear()
         if self._dirty:
-            self.session.store.save_many(list(self._dirty.values()))
+            self.session.save_many(list(self._dirty.values()))
             self._dirty.clear()
         self.session.flush()
 
