@@ -50,9 +50,9 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """Give ``gc3session.FilesystemStore`` / ``SqlStore`` without importing SQLAlchemy eagerly."""
     if name == "FilesystemStore":
-        from stores.filesystem import FilesystemStore
+        from gc3session.stores.filesystem import FilesystemStore
         return FilesystemStore
     if name == "SqlStore":
-        from stores.sql import SqlStore
+        from gc3session.stores.sql import SqlStore
         return SqlStore
     raise AttributeError(f"module 'gc3session' has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """Store implementations of gc3session, one module each.
 
-* :mod:`stores.filesystem` -- :class:`~stores.filesystem.FilesystemStore`, a
+* :mod:`gc3session.stores.filesystem` -- :class:`~gc3session.stores.filesystem.FilesystemStore`, a
   directory of record files (the embedded default);
-* :mod:`stores.sql` -- :class:`~stores.sql.SqlStore`, SQLAlchemy 2 Core over
+* :mod:`gc3session.stores.sql` -- :class:`~gc3session.stores.sql.SqlStore`, SQLAlchemy 2 Core over
   SQLite, PostgreSQL or MySQL.
 
 They are registered with :func:`gc3session.make_store` as import strings, so

@@ -111,7 +111,7 @@ class SqlStore(Store):
     :param extra_fields: ``{sqlalchemy.Column: function(obj)}``; each column is
         set to ``function(obj)`` on every save, so plain SQL can query it.  A
         function that raises leaves NULL in its column and logs a warning
-        (logger ``stores.sql``) naming the column and the id; the object is
+        (logger ``gc3session.stores.sql``) naming the column and the id; the object is
         saved all the same.
     :param create: create the tables if they are missing (default True).
     :param durable: commit to stable storage before returning (default True).

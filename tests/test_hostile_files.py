@@ -37,7 +37,7 @@ from gc3session.persistence import serialization
 from gc3session.persistence.idfactory import MAX_ID_LENGTH
 from gc3session.persistence.serialization import Decoder
 from gc3session.sessionlock import driver_lock, lock_owner
-from stores.filesystem import FilesystemStore
+from gc3session.stores.filesystem import FilesystemStore
 
 from _report import record
 from _session_objects import child_env, snapshot

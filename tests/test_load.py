@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from gc3session import Session, make_store
-from stores.sql import RETRY_DEADLINE
+from gc3session.stores.sql import RETRY_DEADLINE
 
 from _report import record
 

@@ -27,8 +27,8 @@ from gc3session.persistence import (Id, IdFactory, Persistable, StoreUrl, allow,
                                     make_store, register, relocate, unregister)
 from gc3session.persistence import serialization
 from gc3session.task import Application, ParallelTaskCollection, Task
-from stores.filesystem import FilesystemStore
-from stores.sql import SqlStore
+from gc3session.stores.filesystem import FilesystemStore
+from gc3session.stores.sql import SqlStore
 
 
 @pytest.fixture
@@ -303,7 +303,7 @@ def test_entry_point_store(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> No
     plugin = tmp_path / "plugin"
     plugin.mkdir()
     (plugin / "gc3s_testplugin.py").write_text(
-        "from stores.filesystem import FilesystemStore\n"
+        "from gc3session.stores.filesystem import FilesystemStore\n"
         "class PluginStore(FilesystemStore):\n"
         "    '''The store of a third-party package.'''\n"
         "def make(url, **kwargs):\n"
@@ -571,7 +571,7 @@ def _evil_record(glob: bytes, argument: str) -> bytes:
 
 
 @pytest.mark.parametrize("glob", [
-    b"stores.filesystem\nos.system\n",  # a module a gc3session module imports
+    b"gc3session.stores.filesystem\nos.system\n",  # a module a gc3session module imports
     b"gc3session.fsio\nos.system\n",
     b"gc3session.persistence.serialization\nfind_class\n",  # a function, not a class
     b"gc3session.fsio\nunlink\n",

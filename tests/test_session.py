@@ -24,7 +24,7 @@ from gc3session.exceptions import (ClassNotFoundError, CorruptIndexError, Corrup
                                    CorruptSessionError, Error, LoadError, ReadOnlySessionError,
                                    SessionNotFoundError)
 from gc3session.persistence import Persistable, StoreUrl, make_store
-from stores.filesystem import FilesystemStore
+from gc3session.stores.filesystem import FilesystemStore
 
 METADATA = ["created", "session_ids.txt", "store.url"]
 

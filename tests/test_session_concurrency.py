@@ -166,7 +166,7 @@ def test_threads_creating_one_store_directory_at_once_all_succeed(
         tmp_path: "os.PathLike[str]") -> None:
     """The check-then-create window of the store directory, made wide by switching threads
     as often as the interpreter allows: every creator succeeds, round after round."""
-    from stores.filesystem import FilesystemStore
+    from gc3session.stores.filesystem import FilesystemStore
 
     errors: list[BaseException] = []
     interval = sys.getswitchinterval()

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from _store_objects import Item, Node
 from gc3session.exceptions import StoreLockedError
-from stores.sql import SqlStore
+from gc3session.stores.sql import SqlStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,7 +77,7 @@ def test_extra_field_that_raises_stores_null_and_saves(db_url: str, opened: list
     root.children = [Node("good"), Node("bad"), Node("good too")]
     for child in root.children:
         child.parent = root
-    with caplog.at_level(logging.WARNING, logger="stores.sql"):
+    with caplog.at_level(logging.WARNING, logger="gc3session.stores.sql"):
         root_id = store.save(root)
     bad_id = root.children[1].persistent_id
     rows = {row[0]: row[1:] for row in _rows(db_url, "SELECT id, label, kids, cls FROM store")}
@@ -85,7 +85,7 @@ def test_extra_field_that_raises_stores_null_and_saves(db_url: str, opened: list
                     root.children[0].persistent_id: ("GOOD", 0, "_store_objects:Node"),
                     bad_id: (None, 0, "_store_objects:Node"),
                     root.children[2].persistent_id: ("GOOD TOO", 0, "_store_objects:Node")}
-    warnings = [r for r in caplog.records if r.name == "stores.sql"]
+    warnings = [r for r in caplog.records if r.name == "gc3session.stores.sql"]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
     message = warnings[0].getMessage()
     assert "'label'" in message and bad_id in message and "no label for this one" in message
@@ -102,13 +102,13 @@ def test_extra_field_fixed_later_fills_the_column(db_url: str, opened: list[SqlS
     store = SqlStore(db_url, extra_fields={sa.Column("label", sa.String(20)): _label})
     opened.append(store)
     node = Node("bad")
-    with caplog.at_level(logging.WARNING, logger="stores.sql"):
+    with caplog.at_level(logging.WARNING, logger="gc3session.stores.sql"):
         pid = store.save(node)
     assert _rows(db_url, "SELECT label FROM store") == [(None,)]
     node.name = "fixed"
     store.save(node)
     assert _rows(db_url, "SELECT id, label FROM store") == [(pid, "FIXED")]
-    assert len([r for r in caplog.records if r.name == "stores.sql"]) == 1
+    assert len([r for r in caplog.records if r.name == "gc3session.stores.sql"]) == 1
 
 
 # --- reads under locks --------------------------------------------------------------------------
@@ -191,7 +191,7 @@ def test_reads_past_the_deadline_raise_store_locked(pg_url: str, opened: list[Sq
 _WRITER = """
 import sys, time
 from _store_objects import Item
-from stores.sql import SqlStore
+from gc3session.stores.sql import SqlStore
 
 class Impatient(SqlStore):
     busy_timeout = 0.001

@@ -23,8 +23,8 @@ from gc3session.exceptions import (CorruptRecordError, IdAllocationError, Invali
                                    ReadOnlyStoreError, RecordNotFoundError, StoreWriteError)
 from gc3session.persistence import StoreUrl
 from gc3session.task import Task
-from stores import filesystem
-from stores.filesystem import COUNTER_FILE, SHARD_SIZE, STATES_FILE, FilesystemStore
+from gc3session.stores import filesystem
+from gc3session.stores.filesystem import COUNTER_FILE, SHARD_SIZE, STATES_FILE, FilesystemStore
 
 
 @pytest.fixture

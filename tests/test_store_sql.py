@@ -25,7 +25,7 @@ from gc3session.exceptions import (InvalidTableName, InvalidType, InvalidValue, 
                                    StoreLockedError, StoreUnavailableError, StoreWriteError)
 from gc3session.persistence import make_store
 from gc3session.task import Task
-from stores.sql import META_TABLE, SCHEMA_VERSION, SqlStore
+from gc3session.stores.sql import META_TABLE, SCHEMA_VERSION, SqlStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

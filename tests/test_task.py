@@ -13,7 +13,7 @@ from gc3session import (ParallelTaskCollection, Run, SequentialTaskCollection, S
                         TaskCollection)
 from gc3session.exceptions import InvalidValue
 from gc3session.task import HISTORY_LIMIT
-from stores.filesystem import FilesystemStore
+from gc3session.stores.filesystem import FilesystemStore
 
 STATES = ["NEW", "SUBMITTED", "RUNNING", "TERMINATING", "TERMINATED", "STOPPED", "UNKNOWN"]
 COLLECTIONS = [TaskCollection, ParallelTaskCollection, SequentialTaskCollection]

@@ -22,8 +22,8 @@ from gc3session import Application, Session, StoreUrl, make_store
 from gc3session import exceptions as exc
 from gc3session.cmdline import SessionBasedScript
 from gc3session.sessiondir import read_store_url
-from stores.filesystem import FilesystemStore
-from stores.sql import SqlStore
+from gc3session.stores.filesystem import FilesystemStore
+from gc3session.stores.sql import SqlStore
 
 #: Every character with a meaning in a URL (RFC 3986 gen-delims and sub-delims,
 #: "%" and the space), except "/" which separates path components anyway.

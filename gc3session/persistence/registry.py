@@ -34,10 +34,10 @@ ENTRY_POINT_GROUP = "gc3session.stores"
 Constructor = Callable[..., Store]
 
 _BUILTIN: dict[str, str] = {
-    "file": "stores.filesystem:make_filesystemstore",
-    "sqlite": "stores.sql:make_sqlstore",
-    "postgresql": "stores.sql:make_sqlstore",
-    "mysql": "stores.sql:make_sqlstore",
+    "file": "gc3session.stores.filesystem:make_filesystemstore",
+    "sqlite": "gc3session.stores.sql:make_sqlstore",
+    "postgresql": "gc3session.stores.sql:make_sqlstore",
+    "mysql": "gc3session.stores.sql:make_sqlstore",
 }
 _registered: dict[str, Constructor] = {}
 

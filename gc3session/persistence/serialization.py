@@ -151,7 +151,7 @@ def class_path(cls: type) -> str:
 
 _relocations: dict[str, str] = {}
 _allowed_classes: set[str] = set()
-_ALLOWED_MODULE_PREFIXES = ("gc3session.", "stores.")
+_ALLOWED_MODULE_PREFIXES = ("gc3session.",)
 #: What untrusted loads resolve besides gc3session's own data classes (see the
 #: module docstring for what is left out, and why).
 _ALLOWED_BUILTINS = {
@@ -219,7 +219,7 @@ def _is_own_data_class(obj: Any, path: str) -> bool:
 
     A pickle can *call* whatever it resolves, so the module-prefix allowance
     covers only classes defined exactly at ``path`` (not functions, and not
-    names a module merely imports: ``stores.filesystem:os.system`` resolves
+    names a module merely imports: ``gc3session.stores.filesystem:os.system`` resolves
     to ``os.system``), and only data classes: records, exceptions and the
     classes of the data modules.  A session or store class, whose
     constructor creates files, is never built by an untrusted load.
