@@ -60,31 +60,19 @@ import re
 import signal
 import sys
 import time
-from typing import Any, Iterable, Iterator, NoReturn
+from typing import Any, Iterable, Iterator
 
+from .cliplumbing import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE, ArgumentParser, UsageError,
+                          report_error)
 from .engine import RESUME_POLICIES, Engine
 from .exceptions import Error, InvalidValue
 from .persistence.url import StoreUrl
 from .progress import ProgressReporter, status_table, task_table
 from .session import Session
-from .sessionlock import SessionBusyError, driver_lock
+from .sessionlock import driver_lock
 from .task import State, Task, has_default_jobname
 
-EXIT_INTERRUPTED = 13
-EXIT_USAGE = 64
-EXIT_LOCKED = 69
-
-
 log = logging.getLogger(__name__)
-
-
-class UsageError(Error, ValueError):
-    """A command-line option is missing or wrong (exit status 64)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 class SessionBasedScript:
@@ -107,7 +95,7 @@ class SessionBasedScript:
         self.params: argparse.Namespace = argparse.Namespace()
         self.extra: dict[str, Any] = {}
         self.session: Session | None = None
-        self.parser = _Parser(prog=self.name, description=self.description,
+        self.parser = ArgumentParser(prog=self.name, description=self.description,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
         self.setup_args(self.parser)
 
@@ -162,8 +150,7 @@ class SessionBasedScript:
         try:
             self.params = self.parser.parse_args(argv)
         except UsageError as err:
-            print(f"{self.name}: {err}\nType '{self.name} --help' for usage.", file=sys.stderr)
-            return EXIT_USAGE
+            return report_error(self.name, err, sys.stderr)
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(f"{self.name}: %(levelname)s: %(message)s"))
         package = logging.getLogger("gc3session")
@@ -172,18 +159,9 @@ class SessionBasedScript:
         package.setLevel(max(logging.DEBUG, logging.WARNING - 10 * self.params.verbose))
         try:
             return self._main()
-        except SessionBusyError as err:
-            print(f"{self.name}: {err}", file=sys.stderr)
-            return EXIT_LOCKED
-        except UsageError as err:
-            print(f"{self.name}: {err}\nType '{self.name} --help' for usage.", file=sys.stderr)
-            return EXIT_USAGE
-        except Error as err:
-            print(f"{self.name}: error: {err}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:  # before any task ran (opening the session): nothing to save
-            print(f"{self.name}: exiting upon user request (Ctrl+C)", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except (Error, KeyboardInterrupt) as err:
+            # a KeyboardInterrupt here came before any task ran (opening the session)
+            return report_error(self.name, err, sys.stderr)
         finally:
             package.removeHandler(handler)
             package.setLevel(level)

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import sys
 import tempfile
 
 from . import fsio, index
 from .exceptions import CorruptSessionError, SessionError, StoreWriteError
-from .persistence.url import StoreUrl
+from .persistence.url import StoreUrl, mask_passwords
 
 STORE_URL_FILENAME = "store.url"
 TIMESTAMP_FILES = {"start": "created", "end": "finished"}
@@ -68,9 +67,6 @@ def create(path: str, url: StoreUrl, *, durable: bool = True) -> None:
         fsio.fsync_dir(parent)
 
 
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s]*@")
-
-
 def command_line() -> str:
     """``sys.argv`` as one line, with the password of any URL in it replaced by ``***``.
 
@@ -82,7 +78,7 @@ def command_line() -> str:
     'run.py -u postgresql://bob:***@db/jobs'
     >>> sys.argv = saved
     """
-    return " ".join(_URL_PASSWORD.sub(r"\1***@", arg) for arg in sys.argv)
+    return " ".join(mask_passwords(arg) for arg in sys.argv)
 
 
 def write_store_url(path: str, url: StoreUrl, *, durable: bool = True) -> None:

@@ -44,6 +44,7 @@ the scheme ``odd``, and a relative path containing ``://`` is written
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -99,17 +100,18 @@ class StoreUrl:
         parts = urlsplit(text)
         scheme = parts.scheme.lower()
         if not scheme or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
-            raise InvalidUrlError(f"invalid scheme in store URL {_redact(text)!r} (a relative path"
-                                  " containing '://' is written './PATH')", url=_redact(text))
+            raise InvalidUrlError(f"invalid scheme in store URL {mask_passwords(text)!r} (a relative path"
+                                  " containing '://' is written './PATH')", url=mask_passwords(text))
         if scheme == "file":
             if parts.netloc not in ("", "localhost"):
-                raise InvalidUrlError(f"file URLs cannot name a host: {text!r}", url=text)
+                raise InvalidUrlError(f"file URLs cannot name a host: {mask_passwords(text)!r}",
+                                      url=mask_passwords(text))
             return cls(scheme="file", path=os.path.abspath(_unquote_path(parts.path) or "/"),
                        fragment=parts.fragment)
         try:
             port = parts.port
         except ValueError as err:
-            raise InvalidUrlError(f"invalid port in store URL: {err}", url=_redact(text)) from err
+            raise InvalidUrlError(f"invalid port in store URL: {err}", url=mask_passwords(text)) from err
         path = _unquote_path(parts.path)
         if scheme.split("+")[0] == "sqlite":
             # SQLAlchemy: "sqlite:///rel.db" is relative, "sqlite:////abs.db" absolute;
@@ -230,10 +232,18 @@ def _unquote_path(text: str) -> str:
     return unquote(text, errors="surrogateescape")
 
 
-def _redact(text: str) -> str:
-    """Best-effort password masking for a URL that failed to parse."""
-    head, sep, tail = text.partition("://")
-    userinfo, at, rest = tail.rpartition("@")
-    if not at or ":" not in userinfo:
-        return text
-    return f"{head}{sep}{userinfo.split(':', 1)[0]}:***@{rest}"
+_PASSWORD_IN_TEXT = re.compile(r"(://[^/\s:@]*):[^/\s]*@")
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    The one place that hides passwords in free text: URLs that did not
+    parse, command lines kept in ``created``, and messages printed by the
+    command-line tools.  A password may itself contain ``@``: everything up
+    to the last ``@`` of the authority is hidden.
+
+    >>> mask_passwords("copy s postgresql://bob:p@ss@db/jobs and sqlite:///x.db")
+    'copy s postgresql://bob:***@db/jobs and sqlite:///x.db'
+    """
+    return _PASSWORD_IN_TEXT.sub(r"\1:***@", text)
