@@ -265,7 +265,7 @@ class Engine:
             if children:
                 stack.extend(reversed(children))  # ids follow the tree's order
             if getattr(node, "persistent_id", None) is None:
-                node.persistent_id = self.session.store.idfactory.new(node)
+                self.session.assign_id(node)
             elif root_of.get(id(node)) is root:
                 continue
             root_of[id(node)] = root

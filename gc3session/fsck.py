@@ -14,12 +14,15 @@ kind               what it means                                               c
 ``missing-record`` an id listed in ``session_ids.txt`` has no record           problem
 ``dangling-ref``   a record refers to an id that has no record                 problem
 ``unloadable``     a record exists but cannot be decoded (id, place, cause)    problem
-``stale-states``   ``.states`` contradicts an older record of the session      problem
 ``orphan``         a record neither listed nor referenced by a listed task     leftover
-``stale-states``   ``.states`` lags a write killed in flight (see below)       leftover
 ``tmp-file``       a temporary file of a writer that was killed                leftover
 ``torn-index``     a last index line without its newline (an append killed)    leftover
 =================  ==========================================================  ========
+
+and whatever the store finds when it checks itself (:meth:`Store.check
+<gc3session.persistence.store.Store.check>`): the filesystem store reports
+its own ``tmp-file`` leftovers and ``stale-states``, its state log against
+its records.
 
 Clean after a crash
 -------------------
@@ -35,12 +38,9 @@ they hold:
   its children, as orphans;
 * record and index writes go through temporary files, so a kill leaves at
   most one temporary file per writer (it never shadows a record);
-* ``.states`` is appended after the renames of a batch and after deletions,
-  so a kill in between leaves it lagging about the ids of that write only:
-  ids outside the session (an add or a remove in flight), or records whose
-  rename (their ctime) is not older than the log's last append (a save in
-  flight).  A log that contradicts a record of the session renamed before
-  its last append was damaged otherwise, and that is a problem;
+* the state log of the filesystem store marks the ids of each write before
+  it renames them, so a kill leaves no stale state (readers settle marked
+  ids from the records);
 * an append of the index killed half-way leaves a last line without its
   newline, which readers ignore and the next append cuts off.  Such a line
   is at most the beginning of an id; anything else after the last newline
@@ -59,8 +59,9 @@ Repairs (``repair=True``, under the session's driver lock)
   are kept and the tail is cut; otherwise a new index lists every record that
   no other record refers to.  An index that is not a regular file (a FIFO...)
   is left for a human to move away;
-* ``stale-states``: ``.states`` is rebuilt from the record headers;
 * ``tmp-file``: removed, unless the process that wrote it is still alive;
+* the store's own findings: as :meth:`Store.check` repairs them (the
+  filesystem store rebuilds ``.states`` from the record headers);
 * ``torn-index``: the index is rewritten without the torn line;
 * ``orphan``: kept (default), added to the index (``orphans="adopt"``), or
   deleted (``orphans="delete"``, only when every record of the orphan's tree
@@ -75,7 +76,7 @@ from __future__ import annotations
 import collections
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from . import fsio, index, sessiondir
@@ -83,8 +84,8 @@ from .exceptions import (CorruptIndexError, CorruptSessionError, InvalidValue, L
                          NotRegularFileError, SessionNotFoundError)
 from .persistence.idfactory import Id
 from .persistence.registry import make_store
-from .persistence.serialization import Decoder, parse_header
-from .persistence.store import Store
+from .persistence.serialization import Decoder
+from .persistence.store import Finding, Store, tmp_file_findings
 from .sessionlock import driver_lock
 
 ORPHAN_POLICIES = ("keep", "adopt", "delete")
@@ -94,24 +95,6 @@ SCAN_BATCH = 500
 CLEAN = 0
 REPAIRED = 2
 PROBLEMS = 4
-
-
-@dataclass
-class Finding:
-    """One thing fsck found: its kind, the id or file concerned, and what was done."""
-
-    kind: str
-    message: str
-    leftover: bool
-    id: str | None = None
-    path: str | None = None
-    cause: str | None = None
-    repaired: bool = False
-    action: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The finding as JSON-ready data."""
-        return asdict(self)
 
 
 @dataclass
@@ -193,11 +176,10 @@ class _ReferenceRecorder(dict):  # type: ignore[type-arg]
 
 @dataclass
 class _Scan:
-    """Every record of a store: references, decodable or not, header state."""
+    """Every record of a store: the ids it refers to, or why it cannot be decoded."""
 
     refs: dict[str, list[str]] = field(default_factory=dict)
     errors: dict[str, LoadError] = field(default_factory=dict)
-    states: dict[str, str | None] = field(default_factory=dict)  # records with a valid header
 
 
 def record_references(store: Store, pid: str, data: bytes) -> list[str]:
@@ -238,10 +220,6 @@ def _scan(store: Store) -> _Scan:
             if getattr(data, "cause", None) != "missing":  # else: deleted since it was listed
                 scan.errors[key] = data
             continue
-        try:
-            scan.states[key] = parse_header(data).state
-        except ValueError:
-            pass
         try:
             scan.refs[key] = record_references(store, key, data)
         except LoadError as err:
@@ -294,7 +272,7 @@ class _Checker:
             self._check_index(listed, scan)
             self._check_refs(listed, scan)
             self._check_tmp_files()
-            self._check_states(_closure(listed or [], scan.refs), scan)
+            self.findings.extend(self.store.check(repair=self.repair))
         finally:
             self.store.close()
         return report
@@ -420,75 +398,13 @@ class _Checker:
 
     # --- files -------------------------------------------------------------------
     def _check_tmp_files(self) -> None:
+        """Temporary files in the session directory; the store checks its own (:meth:`Store.check`)."""
         found = [os.path.join(self.path, name) for name in sorted(os.listdir(self.path))
                  if fsio.is_tmp_name(name)]
-        leftover_tmp_files = getattr(self.store, "leftover_tmp_files", None)
-        if leftover_tmp_files is not None:
-            found.extend(f for f in leftover_tmp_files() if f not in found)
-        for tmp in found:
-            pid = _writer_pid(os.path.basename(tmp))
-            alive = pid is not None and _alive(pid)
-            finding = self._add("tmp-file", f"temporary file {tmp} of "
-                                + (f"process {pid}, still running" if alive else
-                                   f"a writer that was killed (pid {pid})"),
-                                leftover=True, path=tmp)
-            if not self.repair:
-                continue
-            if alive:
-                finding.action = "kept: its writer is still running"
-            else:
-                fsio.discard(tmp)
-                self._repaired(finding, "removed")
-
-    def _check_states(self, in_session: set[str], scan: _Scan) -> None:
-        if not hasattr(self.store, "rebuild_states"):
-            return  # only a filesystem store keeps a separate state log
-        log = os.path.join(self.store.url.path, ".states")
-        logged = self.store.states()
-        try:
-            log_mtime = os.stat(log).st_mtime_ns
-        except FileNotFoundError:
-            return  # no log: states are read from the record headers
-        problems, leftovers = [], []
-        for pid in sorted(set(logged) | set(scan.states)):
-            if pid in scan.errors and pid not in scan.states:
-                continue  # no readable header to compare with
-            if logged.get(pid, "<absent>") == scan.states.get(pid, "<absent>"):
-                continue
-            (problems if pid in in_session and not self._renamed_after(pid, log_mtime)
-             else leftovers).append(pid)
-        findings = []
-        if problems:
-            findings.append(self._add(
-                "stale-states", f"{log} disagrees with the records of {len(problems)}"
-                f" task{'s' if len(problems) != 1 else ''} of the session: {_some(problems)}",
-                leftover=False, path=log))
-        if leftovers:
-            findings.append(self._add(
-                "stale-states", f"{log} lags behind a write killed in flight, about"
-                f" {len(leftovers)} id{'s' if len(leftovers) != 1 else ''}: {_some(leftovers)}",
-                leftover=True, path=log))
-        if findings and self.repair:
-            self.store.rebuild_states()  # type: ignore[attr-defined]
-            for finding in findings:
-                self._repaired(finding, "rebuilt .states from the record headers")
-
-    def _renamed_after(self, pid: str, log_mtime: int) -> bool:
-        """Was the record renamed into place after the last line reached ``.states``?
-
-        The store appends a batch's lines after its renames, so a writer
-        killed in between leaves records whose ctime (set by the rename) is
-        not older than the log; a log contradicting an older record was
-        damaged some other way.
-        """
-        try:
-            return os.stat(self.store.location(pid)).st_ctime_ns >= log_mtime
-        except OSError:
-            return False
+        self.findings.extend(tmp_file_findings(found, self.repair))
 
     def _repaired(self, finding: Finding, action: str) -> None:
-        finding.repaired = True
-        finding.action = action
+        finding.repair(action)
 
 
 def _lines_before_damaged_tail(data: bytes, path: str) -> tuple[list[str], int] | None:
@@ -516,27 +432,6 @@ def _closure(start: Iterable[str], refs: dict[str, list[str]]) -> set[str]:
                 seen.add(ref)
                 queue.append(ref)
     return seen
-
-
-def _some(ids: list[str], limit: int = 5) -> str:
-    text = ", ".join(ids[:limit])
-    return text + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
-
-
-def _writer_pid(name: str) -> int | None:
-    """The pid in a temporary file name ``.<target>.<pid>.<hex>.tmp``."""
-    parts = name[: -len(fsio.TMP_SUFFIX)].rsplit(".", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 __all__ = ["CLEAN", "Finding", "ORPHAN_POLICIES", "PROBLEMS", "REPAIRED", "Report", "check",

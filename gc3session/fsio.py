@@ -86,6 +86,12 @@ def is_tmp_name(name: str) -> bool:
     return name.startswith(".") and name.endswith(TMP_SUFFIX)
 
 
+def tmp_writer_pid(name: str) -> int | None:
+    """The pid of the process that made the temporary file ``name`` (see :func:`tmp_name`)."""
+    parts = name[: -len(TMP_SUFFIX)].rsplit(".", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
 def write_all(fd: int, data: bytes | memoryview, path: str = "") -> None:
     """Write every byte of ``data`` to ``fd``, looping over short writes."""
     _step("write", path)

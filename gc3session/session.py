@@ -147,17 +147,15 @@ class Session:
                     f"{jobs} is a symlink; refusing to use a store planted outside the session"
                     " (replace the link by the directory it points to if that is intended)",
                     path=jobs)
-            if self._index_ids:
-                # The store holds this session's tasks: if it is gone, say so instead
-                # of starting an empty one whose counter would hand out the same ids.
-                if url.base_scheme == "file" and not os.path.isdir(url.path):
-                    raise CorruptSessionError(
-                        f"the store {url.path} of session {self.path} is missing although"
-                        f" {self.INDEX_FILENAME} lists {len(self._index_ids)} tasks; restore"
-                        " it (nothing was changed)", path=url.path)
-                if url.base_scheme != "file":
-                    store_kwargs.setdefault("create", False)
             self.store = make_store(url, **store_kwargs)
+        if self._index_ids and not self.store.exists():
+            # The store holds this session's tasks: if it is gone, say so instead
+            # of starting an empty one whose counter would hand out the same ids.
+            self.store.close()
+            raise CorruptSessionError(
+                f"the store {self.store_url} of session {self.path} is missing although"
+                f" {self.INDEX_FILENAME} lists {len(self._index_ids)} tasks; restore it"
+                " (nothing was changed)", path=self.path, url=str(self.store_url))
         self.created = sessiondir.read_timestamp(self.path, "start")
         self.finished = sessiondir.read_timestamp(self.path, "end")
 
@@ -189,12 +187,11 @@ class Session:
             self.store.claim(task)
             if str(pid) in self._ids:
                 return pid
-        else:
-            self._check_counter()
         before = self._handle_state(pid)
         needs_save = pid is None or getattr(task, "changed", True)
         if pid is None:
-            pid = task.persistent_id = self.store.idfactory.new(task)
+            pid = self.assign_id(task)
+            needs_save = self.store.idfactory is not None  # else assign_id saved it
             self._fresh.add(str(pid))
         key = str(pid)
         if self._pending_delete:
@@ -214,6 +211,20 @@ class Session:
                 raise
             self._delete_pending()
         return pid
+
+    def assign_id(self, obj: Any) -> Id:
+        """Give ``obj`` (which has none) its id in this session's store, and return it.
+
+        From the store's id factory when it has one (nothing is written);
+        a store without one gives ids only when it saves, so ``obj`` is saved.
+        """
+        self._check_writable()
+        self._check_counter()
+        if self.store.idfactory is not None:
+            obj.persistent_id = self.store.idfactory.new(obj)
+            return obj.persistent_id  # type: ignore[no-any-return]
+        with self._writing():
+            return self.store.save(obj)
 
     def _handle_state(self, pid: Any) -> dict[str, Any]:
         """What this handle knows about ``pid``, so that a failed add can put it back."""

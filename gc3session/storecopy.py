@@ -126,24 +126,30 @@ def copy_store(src_url: "str | StoreUrl", dst_url: "str | StoreUrl",
     src, dst = StoreUrl.parse(src_url), StoreUrl.parse(dst_url)
     if dst.without_password() == src.without_password():
         raise CopyError(f"{dst} is the source store itself", url=str(dst))
-    if src.scheme == "file" and not os.path.isdir(src.path):
-        raise CopyError(f"no session or store at {src.path}", path=src.path)
-    if src.base_scheme == "sqlite" and not os.path.isfile(src.path):
-        raise CopyError(f"no database file {src.path}", path=src.path)
     copied = 0
-    with make_store(src, readonly=True) as source, make_store(dst, **store_kwargs) as target:
-        ids = [str(i) for i in source.list()]
-        for start in range(0, len(ids), BATCH):
-            batch: dict[str, bytes] = {}
-            for pid, data in read_records(source, ids[start:start + BATCH]):
-                if isinstance(data, LoadError):
-                    raise CopyError(f"cannot copy {pid}: {data} ({copied} records were copied"
-                                    " before it; the source was not changed)", id=pid) from data
-                batch[pid] = data
-            _write(target, batch)
-            _verify(target, batch)
-            copied += len(batch)
+    with make_store(src, readonly=True) as source:
+        if not source.exists():
+            raise CopyError(f"no session or store at {source.describe()['location']}", url=str(src))
+        with make_store(dst, **store_kwargs) as target:
+            copied = _copy_all(source, target)
     return CopyResult("", str(src.without_password()), str(dst.without_password()), 0, copied)
+
+
+def _copy_all(source: Store, target: Store) -> int:
+    """Every record of ``source`` into ``target``, :data:`BATCH` at a time, each verified."""
+    copied = 0
+    ids = [str(i) for i in source.list()]
+    for start in range(0, len(ids), BATCH):
+        batch: dict[str, bytes] = {}
+        for pid, data in read_records(source, ids[start:start + BATCH]):
+            if isinstance(data, LoadError):
+                raise CopyError(f"cannot copy {pid}: {data} ({copied} records were copied"
+                                " before it; the source was not changed)", id=pid) from data
+            batch[pid] = data
+        _write(target, batch)
+        _verify(target, batch)
+        copied += len(batch)
+    return copied
 
 
 def _catch_up(source: Store, target: Store, path: str, listed: list[str],

@@ -80,6 +80,13 @@ class Run:
 
     State = State
 
+    #: How many times the engine started the task's command (records written
+    #: before the attribute existed read 0).
+    attempt: int = 0
+    #: What the executor needs to find the current run again (its working
+    #: directory, the executor's name, a pid or a key), or None before a run.
+    handle: "dict[str, Any] | None" = None
+
     def __init__(self, attach: "Task | None" = None) -> None:
         self._ref = attach
         self._state = State.NEW.value
@@ -88,6 +95,8 @@ class Run:
         self.timestamp: dict[str, float] = {State.NEW.value: time.time()}
         self.state_last_changed = self.timestamp[State.NEW.value]
         self.history = History()
+        self.attempt = 0
+        self.handle = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)

@@ -40,8 +40,10 @@ behind, which ``gsession fsck`` reports and repairs from the records.)
 
 The log compacts itself: when it has grown past twice its size after the
 last compaction (plus 64 KiB), the writer holding the lock rewrites it with
-one line per record.  A compacted log starts with ``#<size>``, its size
-then, so every handle (also short-lived ones) knows when to compact again.
+one line per record.  A compacted log starts with ``#<size> <highest>``: its
+size then, so every handle (also short-lived ones) knows when to compact
+again, and the highest id number it had seen, so that a counter rebuilt from
+the log never hands out the id of a record removed before the compaction.
 
 Several processes (and hosts sharing the directory over a file system with
 working ``flock``) may use one store: ids come from the locked counter, and
@@ -61,9 +63,10 @@ from gc3session import fsio
 from gc3session.exceptions import (CorruptRecordError, IdAllocationError, InvalidValue,
                                    LoadError, NotRegularFileError, RecordNotFoundError,
                                    StoreWriteError)
-from gc3session.persistence.idfactory import ID_PATTERN, Id, is_valid_id
+from gc3session.persistence.idfactory import ID_PATTERN, IdFactory, is_valid_id, seqno_of
 from gc3session.persistence.serialization import Record, parse_header
-from gc3session.persistence.store import Store
+from gc3session.persistence.recordstore import RecordStore
+from gc3session.persistence.store import Finding, tmp_file_findings
 from gc3session.persistence.url import StoreUrl
 
 SHARD_SIZE = 1000
@@ -75,22 +78,28 @@ _WRITING = "?"
 _COMPACT_MIN_BYTES = 64 << 10
 #: A state log whose every line is "<id> <state>" (anything else takes the line-by-line fold).
 _WELL_FORMED_STATES = re.compile(rf"(?:{ID_PATTERN} [!-~]+\n)*".encode())
+#: The id at the start of each line of the state log.
+_LOGGED_ID = re.compile(rf"^({ID_PATTERN}) ".encode(), re.MULTILINE)
 #: Batches at least this large are synced with one ``syncfs`` instead of an fsync per file.
 GROUP_SYNC_MIN = 8
 #: Batches touching at least this many shards commit their renames with one ``syncfs``.
 GROUP_SYNC_SHARDS = 4
 
 
-class FilesystemStore(Store):
+class FilesystemStore(RecordStore):
     """Save objects as record files under ``directory``.
 
     :param directory: the store directory (created at the first save, mode
         0700), or a ``file://`` URL.
     :param durable: fsync every write (default); False skips fsync.
     :param trusted: False restricts loads to allow-listed classes.
+    :param readonly: every write raises; opening changes nothing.
+    :param idfactory: hands out ids (default: the store's own counter).
 
-    Unknown keyword arguments are ignored (GC3Pie passes the SQL store's
-    ``table_name`` and ``extra_fields`` to every store).
+    ``table_name``, ``extra_fields``, ``create`` and ``protocol`` are accepted
+    and ignored: GC3Pie passes the SQL store's arguments to every store, and
+    the pickle protocol of records is pinned.  Any other keyword argument is a
+    ``TypeError`` (a misspelt ``readonly`` must not give a writable store).
 
     >>> import tempfile
     >>> from gc3session.persistence import Persistable
@@ -103,18 +112,20 @@ class FilesystemStore(Store):
 
     def __init__(self, directory: "str | os.PathLike[str] | StoreUrl", *,
                  durable: bool = True, trusted: bool = True, readonly: bool = False,
-                 **ignored: Any) -> None:
+                 idfactory: IdFactory | None = None, table_name: str | None = None,
+                 extra_fields: Any = None, create: bool = True, protocol: Any = None) -> None:
         url = StoreUrl.parse(directory)
         if url.scheme != "file":
             raise InvalidValue(f"FilesystemStore needs a path or file:// URL, not {url}", url=str(url))
-        super().__init__(url, durable=durable, trusted=trusted, readonly=readonly)
+        super().__init__(url, durable=durable, trusted=trusted, readonly=readonly,
+                         idfactory=idfactory)
         self.directory = url.path
         self._compact_at = -1
 
     # --- paths -------------------------------------------------------------
     def _shard(self, pid: str) -> str:
         # ids reaching here are validated "Prefix.N" strings
-        return f"{self.directory}/{int(pid.rpartition('.')[2]) // SHARD_SIZE}"
+        return f"{self.directory}/{seqno_of(pid) // SHARD_SIZE}"
 
     def location(self, pid: str) -> str:
         """The path of the record file of ``pid``."""
@@ -180,16 +191,16 @@ class FilesystemStore(Store):
     def _scan_next_seqno(self) -> int:
         """First free number when the counter is missing.
 
-        Above every record, and above every id the state log still names
-        (removed records included), so ids of removed records are not handed
-        out again; only removals older than the log's last compaction are out
-        of its sight.
+        Above every record, above every id the state log still names (removed
+        records included) and above the highest id its last compaction had
+        seen, so ids of removed records are not handed out again.
         """
-        seqnos = [Id.parse(pid).seqno for pid in self._list_ids()]
+        seqnos = [seqno_of(pid) for pid in self._list_ids()]
         with contextlib.suppress(OSError):
             log = fsio.read_bytes(os.path.join(self.directory, STATES_FILE))
-            seqnos.extend(int(m) for m in re.findall(rb"^[A-Za-z_][A-Za-z0-9_]*\.([0-9]{1,19}) ",
-                                                     log, re.MULTILINE))
+            seqnos.extend(seqno_of(pid.decode("ascii"))
+                          for pid in _LOGGED_ID.findall(log))
+            seqnos.append(_compaction_header(log[:64])[1])
         return max(seqnos, default=0) + 1
 
     def _write(self, records: list[Record]) -> None:
@@ -382,7 +393,7 @@ class FilesystemStore(Store):
         fsio.append(path, lines, durable=False, cut_tail=lambda _tail: True)
         size = os.stat(path).st_size
         if self._compact_at < 0:
-            self._compact_at = 2 * _compacted_size(path) + _COMPACT_MIN_BYTES
+            self._compact_at = 2 * _compaction_header(_read_head(path))[0] + _COMPACT_MIN_BYTES
         if size > self._compact_at:
             self._compact_states(path)
 
@@ -393,23 +404,90 @@ class FilesystemStore(Store):
         self._write_states_log(states.items())
 
     def _write_states_log(self, pairs: Iterable[tuple[str, str | None]]) -> None:
-        """Replace the log (lock held) by ``pairs``, headed by its size (``#<size>``)."""
+        """Replace the log (lock held) by ``pairs``, headed by ``#<size> <highest id number>``.
+
+        The highest number is the log's and the counter's, so that a counter
+        rebuilt later (:meth:`_scan_next_seqno`) stays above removed ids the
+        compacted log no longer names.
+        """
+        pairs = list(pairs)
+        path = os.path.join(self.directory, STATES_FILE)
+        highest = max([seqno_of(pid) for pid, _ in pairs]
+                      + [_compaction_header(_read_head(path))[1], (self._peek_counter() or 1) - 1])
         body = _log_lines(pairs)
-        fsio.atomic_write(os.path.join(self.directory, STATES_FILE),
-                          b"#%d\n" % len(body) + body, durable=self.durable)
+        fsio.atomic_write(path, b"#%d %d\n" % (len(body), highest) + body, durable=self.durable)
         self._compact_at = 2 * len(body) + _COMPACT_MIN_BYTES
 
-    # --- maintenance ---------------------------------------------------------
-    def leftover_tmp_files(self) -> list[str]:
-        """Temporary files left by killed writers (for fsck)."""
-        found = []
+    # --- what tools ask ----------------------------------------------------
+    def exists(self) -> bool:
+        """Whether the store directory is there (a directory, not a symlink)."""
+        return os.path.isdir(self.directory) and not os.path.islink(self.directory)
+
+    def describe(self) -> dict[str, Any]:
+        """The store's kind, URL and directory."""
+        return {"kind": "filesystem", "url": str(self.url), "location": self.directory}
+
+    def check(self, repair: bool = False) -> list[Finding]:
+        """Temporary files of killed writers, and the state log against the records.
+
+        ``tmp-file`` findings are leftovers; a repair removes those whose
+        writer is gone.  ``stale-states``: the log contradicts a record that
+        was renamed into place before the log's last append (the log was
+        damaged: a problem); or one renamed after it (what a power cut on a
+        file system without ordered data leaves: a leftover).  A repair
+        rebuilds the log from the record headers.
+        """
+        tmp = []
         for shard in [self.directory, *self._shards()]:
             with contextlib.suppress(FileNotFoundError), os.scandir(shard) as entries:
-                found.extend(e.path for e in entries if fsio.is_tmp_name(e.name))
-        return sorted(found)
+                tmp.extend(e.path for e in entries if fsio.is_tmp_name(e.name))
+        findings = tmp_file_findings(sorted(tmp), repair)
+        stale = self._stale_states()
+        if stale:
+            findings.extend(stale)
+            if repair:
+                self.rebuild_states()
+                for finding in stale:
+                    finding.repair("rebuilt .states from the record headers")
+        return findings
+
+    def _stale_states(self) -> list[Finding]:
+        log = os.path.join(self.directory, STATES_FILE)
+        try:
+            log_mtime = os.stat(log).st_mtime_ns
+        except FileNotFoundError:
+            return []  # no log: states are read from the record headers
+        logged = self._states(None)
+        problems, leftovers = [], []
+        for pid in sorted(set(logged) | set(self._list_ids()), key=seqno_of):
+            try:
+                state = parse_header(self._read(pid)).state
+            except RecordNotFoundError:
+                state = "<absent>"
+            except (LoadError, ValueError):
+                continue  # no readable header to compare with (fsck reports the record)
+            if logged.get(pid, "<absent>") == state:
+                continue
+            try:
+                renamed_after = os.stat(self.location(pid)).st_ctime_ns >= log_mtime
+            except OSError:
+                renamed_after = False
+            (leftovers if renamed_after else problems).append(pid)
+        findings = []
+        if problems:
+            findings.append(Finding(
+                "stale-states", f"{log} disagrees with the records of {len(problems)}"
+                f" task{'s' if len(problems) != 1 else ''}: {_some(problems)}",
+                leftover=False, path=log))
+        if leftovers:
+            findings.append(Finding(
+                "stale-states", f"{log} lags behind records written after its last line, about"
+                f" {len(leftovers)} id{'s' if len(leftovers) != 1 else ''}: {_some(leftovers)}",
+                leftover=True, path=log))
+        return findings
 
     def rebuild_states(self) -> None:
-        """Rewrite ``.states`` from the record headers (fsck's repair)."""
+        """Rewrite ``.states`` from the record headers (a repair of :meth:`check`)."""
         with self._locked():
             pairs = []
             for pid in self._list_ids():
@@ -420,25 +498,36 @@ class FilesystemStore(Store):
             self._write_states_log(pairs)
 
 
+def _some(ids: list[str], limit: int = 5) -> str:
+    text = ", ".join(ids[:limit])
+    return text + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 def _log_lines(pairs: Iterable[tuple[str, str | None]]) -> bytes:
     """``<id> <state>`` lines of the state log (``-`` for an object without a state)."""
     return b"".join(b"%s %s\n" % (pid.encode(), (state or "-").encode()) for pid, state in pairs)
 
 
-def _compacted_size(path: str) -> int:
-    """The size recorded by the last compaction (the ``#<size>`` first line), 0 if none."""
+def _read_head(path: str) -> bytes:
+    """The first bytes of the log (where a compaction header is), or b"" if unreadable."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = fsio.open_regular(path, os.O_RDONLY)
     except OSError:
-        return 0
+        return b""
     try:
-        head = os.pread(fd, 32, 0)
+        return os.pread(fd, 64, 0)
     except OSError:
-        return 0
+        return b""
     finally:
         os.close(fd)
-    match = re.match(rb"#([0-9]{1,18})\n", head)
-    return int(match[1]) if match else 0
+
+
+def _compaction_header(head: bytes) -> tuple[int, int]:
+    """``(size, highest id number)`` of a ``#<size> <highest>`` header line, else zeros."""
+    match = re.match(rb"#([0-9]{1,18})(?: ([0-9]{1,19}))?\n", head)
+    if match is None:
+        return 0, 0
+    return int(match[1]), int(match[2] or 0)
 
 
 def make_filesystemstore(url: StoreUrl, **kwargs: Any) -> FilesystemStore:

@@ -63,9 +63,9 @@ from gc3session import fsio
 from gc3session.exceptions import (IdAllocationError, InvalidTableName, InvalidType,
                                    InvalidValue, LoadError, RecordNotFoundError,
                                    StoreLockedError, StoreUnavailableError, StoreWriteError)
-from gc3session.persistence.idfactory import is_valid_id
+from gc3session.persistence.idfactory import IdFactory, is_valid_id, seqno_of
 from gc3session.persistence.serialization import Record
-from gc3session.persistence.store import Store
+from gc3session.persistence.recordstore import RecordStore
 from gc3session.persistence.url import StoreUrl
 
 SCHEMA_VERSION = 1
@@ -102,7 +102,7 @@ def validate_table_name(name: Any) -> str:
     return name
 
 
-class SqlStore(Store):
+class SqlStore(RecordStore):
     """Save objects as rows of an SQL table.
 
     :param url: ``sqlite:///path``, ``postgresql[+driver]://...`` or
@@ -116,6 +116,11 @@ class SqlStore(Store):
     :param create: create the tables if they are missing (default True).
     :param durable: commit to stable storage before returning (default True).
     :param trusted: False restricts loads to allow-listed classes.
+    :param readonly: every write raises; opening changes no file.
+    :param idfactory: hands out ids (default: the counter row of the table).
+
+    Any other keyword argument is a ``TypeError`` (a misspelt ``readonly``
+    must not give a writable store).
 
     The engine is created lazily at first use and dropped by :meth:`pre_fork`,
     so a store can be built before a ``fork()`` and used after it.
@@ -131,14 +136,15 @@ class SqlStore(Store):
     def __init__(self, url: "str | StoreUrl", table_name: str | None = None,
                  extra_fields: ExtraFields | None = None, create: bool = True, *,
                  durable: bool = True, trusted: bool = True, readonly: bool = False,
-                 **ignored: Any) -> None:
+                 idfactory: IdFactory | None = None) -> None:
         parsed = StoreUrl.parse(url)
         if parsed.base_scheme == "file":
             raise InvalidValue(f"SqlStore needs a database URL, not {parsed}", url=str(parsed))
         self.table_name = validate_table_name(table_name or parsed.table or DEFAULT_TABLE)
         if table_name is not None and parsed.table != table_name:
             parsed = dataclasses.replace(parsed, fragment=f"table={table_name}")
-        super().__init__(parsed, durable=durable, trusted=trusted, readonly=readonly)
+        super().__init__(parsed, durable=durable, trusted=trusted, readonly=readonly,
+                         idfactory=idfactory)
         for column, func in (extra_fields or {}).items():
             if not isinstance(column, sa.Column) or not callable(func):
                 raise InvalidType("extra_fields must map sqlalchemy.Column objects to functions")
@@ -153,6 +159,32 @@ class SqlStore(Store):
         self._upsert_stmt: Any = None
         self._table_obj: sa.Table | None = None
         self._meta_obj: sa.Table | None = None
+
+    def exists(self) -> bool:
+        """Whether the table is there (for SQLite: the database file, and the table in it).
+
+        Creates nothing: a vanished store is reported by the session, never
+        made anew.  One connection, closed again.
+
+        :raises StoreUnavailableError: if the database cannot be reached.
+        """
+        if self.is_sqlite and self.url.path not in ("", MEMORY) and not os.path.isfile(self.url.path):
+            return False
+        engine = self._engine_obj or self._make_engine()
+        try:
+            with engine.connect() as conn:
+                return bool(sa.inspect(conn).has_table(self.table_name))
+        except sa.exc.SQLAlchemyError as err:
+            raise StoreUnavailableError(f"cannot open {self.location('-')}: {err.orig or err}",
+                                        url=str(self.url), table=self.table_name) from err
+        finally:
+            if engine is not self._engine_obj:
+                engine.dispose()
+
+    def describe(self) -> dict[str, Any]:
+        """The store's kind (the database), URL (password hidden) and table."""
+        return {"kind": self.url.base_scheme, "url": str(self.url), "location": self.location("-"),
+                "table": self.table_name}
 
     @functools.cached_property
     def home(self) -> str:
@@ -335,7 +367,7 @@ class SqlStore(Store):
         if conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).first() is None:
             first = 1
             if had_table:
-                seqnos = [int(pid.rpartition(".")[2]) for (pid,) in conn.execute(sa.select(table.c.id))
+                seqnos = [seqno_of(pid) for (pid,) in conn.execute(sa.select(table.c.id))
                           if is_valid_id(pid)]
                 first = max(seqnos, default=0) + 1
             conn.execute(meta.insert().values(key=key, value=first))

@@ -41,7 +41,7 @@ def test_missing_sqlite_database_is_reported_not_recreated(tmp_path: Any) -> Non
     with Session(path, store_or_url=f"sqlite:///{db}") as session:
         session.add(Task(n=1))
     os.rename(db, db + ".away")
-    with pytest.raises(StoreUnavailableError, match="does not exist"):
+    with pytest.raises(CorruptSessionError, match="my.db of session .* is missing"):
         Session(path)
     assert not os.path.exists(db)
 
@@ -56,7 +56,7 @@ def test_missing_postgresql_table_is_reported_not_recreated(tmp_path: Any, pg_ur
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE lost")
-        with pytest.raises(LoadError, match="no table lost"):
+        with pytest.raises(CorruptSessionError, match="table=lost of session .* is missing"):
             Session(path)
         with engine.connect() as conn:
             assert not sa.inspect(conn).has_table("lost")

@@ -17,14 +17,20 @@ from .serialization import PICKLE_PROTOCOL as PICKLE_PROTOCOL
 from .serialization import Persistable as Persistable
 from .serialization import allow as allow
 from .serialization import relocate as relocate
+from .recordstore import RecordStore as RecordStore
+from .store import Finding as Finding
+from .store import RawRecordsUnsupported as RawRecordsUnsupported
 from .store import Store as Store
 from .url import StoreUrl as StoreUrl
 
 __all__ = [
+    "Finding",
     "Id",
     "IdFactory",
     "PICKLE_PROTOCOL",
     "Persistable",
+    "RawRecordsUnsupported",
+    "RecordStore",
     "Store",
     "StoreUrl",
     "allow",

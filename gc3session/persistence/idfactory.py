@@ -82,6 +82,21 @@ def is_valid_id(text: Any) -> bool:
     return isinstance(text, str) and _ID_RE.fullmatch(text) is not None
 
 
+def check_id(id_: Any) -> Id:
+    """``id_`` as an :class:`Id`, for ids given by a caller (this keeps paths out of file names).
+
+    :raises InvalidValue: naming the id if it is not ``Prefix.N``.
+    """
+    if not is_valid_id(id_):
+        raise InvalidValue(f"not a valid task id: {id_!r} (expected 'Prefix.N')", id=id_)
+    return Id.parse(str(id_))
+
+
+def seqno_of(id_: str) -> int:
+    """The number of a valid id (``Task.17`` -> 17), without building an :class:`Id`."""
+    return int(id_.rpartition(".")[2])
+
+
 class IdFactory:
     """Make ids for objects from blocks of sequence numbers.
 

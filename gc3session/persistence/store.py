@@ -1,52 +1,112 @@
-"""The :class:`Store` contract: what every store implementation provides.
+"""The :class:`Store` contract: what a session needs from a store.
 
-A store maps ids to objects.  The public methods (gc3libs names) are
-implemented here once, on top of a handful of primitives a concrete store
-provides:
+A store maps ids to objects.  There are two ways to write one:
 
-=====================================  =======================================
-primitive                              contract
-=====================================  =======================================
-``_allocate_ids(n) -> first``          reserve ``n`` fresh sequence numbers,
-                                       durably, unique across every process
-                                       and host sharing the store
-``_write(records)``                    write all records as one unit (a
-                                       transaction, or one batch of atomic
-                                       renames); on error nothing new is
-                                       visible *or* each record is old-or-new
-``_read(id) -> bytes``                 the record bytes, or raise
-                                       :class:`RecordNotFoundError`
-``_delete(ids)``                       delete records; missing ones are fine
-``_list_ids() -> list[str]``           every record id
-``_states(ids) -> dict``               ``{id: state}`` without unpickling
-``location(id) -> str``                a human-readable place (path or table)
-=====================================  =======================================
+* **gc3libs style**: subclass :class:`Store` and override the five public
+  methods GC3Pie's stores have -- :meth:`Store.save`, :meth:`Store.load`,
+  :meth:`Store.replace`, :meth:`Store.remove`, :meth:`Store.list` -- and,
+  optionally, give the store an ``idfactory``.  Everything else a session
+  uses has a default here, built on those five (one call per object).
+  ``examples/dbm_store.py`` is a complete store of this kind.
+* **on records**: subclass
+  :class:`~gc3session.persistence.recordstore.RecordStore` and provide its
+  primitives (write a batch of record bytes, read one, delete some,
+  allocate ids).  It implements the public methods once, with gc3session's
+  record format, batching, object references, the home of each object and
+  raw record access for ``gsession fsck`` and ``copy``.  Both built-in stores
+  are of this kind.
 
-The serialization of objects and of their references lives in
-:mod:`gc3session.persistence.serialization`, so every store writes the same
-record bytes and records can be copied between stores verbatim.
+``docs/stores.md`` walks through both.  Tools (``Session``, ``fsck``,
+``copy``) use only what is declared here: :meth:`Store.exists`,
+:meth:`Store.describe` and :meth:`Store.check` stand for whatever a store
+keeps besides its objects, so no tool needs to know how a store keeps them.
 """
 
 from __future__ import annotations
 
 import abc
 import functools
-import weakref
+import os
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
-from ..exceptions import (CorruptRecordError, ForeignTaskError, InvalidValue, LoadError,
-                          ReadOnlyStoreError, SerializationError)
-from .home import home_of, settle
-from .idfactory import Id, IdFactory, is_valid_id
-from .serialization import Decoder, Record, encode, parse_header
+from .. import fsio
+from ..exceptions import ForeignTaskError, InvalidArgument, LoadError, ReadOnlyStoreError
+from .home import home_of
+from .idfactory import Id, IdFactory
+from .serialization import task_state
 from .url import StoreUrl
+
+
+@dataclass
+class Finding:
+    """One thing a check found: its kind, what it means, where, and what was done.
+
+    ``leftover`` findings are what a process killed in the middle of a write
+    leaves by design (not errors); the others are problems.
+    """
+
+    kind: str
+    message: str
+    leftover: bool
+    id: str | None = None
+    path: str | None = None
+    cause: str | None = None
+    repaired: bool = False
+    action: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The finding as JSON-ready data."""
+        return asdict(self)
+
+    def repair(self, action: str) -> None:
+        """Note that the finding was repaired, and how."""
+        self.repaired = True
+        self.action = action
+
+
+def tmp_file_findings(paths: list[str], repair: bool) -> list[Finding]:
+    """``tmp-file`` leftovers for the temporary files ``paths`` (see :mod:`gc3session.fsio`).
+
+    With ``repair`` each is removed, unless the process that wrote it (its
+    pid is in the name) is still running: it may be about to rename it.
+    """
+    findings = []
+    for tmp in paths:
+        pid = fsio.tmp_writer_pid(os.path.basename(tmp))
+        alive = pid is not None and _alive(pid)
+        finding = Finding("tmp-file", f"temporary file {tmp} of "
+                          + (f"process {pid}, still running" if alive else
+                             f"a writer that was killed (pid {pid})"), leftover=True, path=tmp)
+        findings.append(finding)
+        if repair:
+            if alive:
+                finding.action = "kept: its writer is still running"
+            else:
+                fsio.discard(tmp)
+                finding.repair("removed")
+    return findings
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RawRecordsUnsupported(InvalidArgument, NotImplementedError):
+    """The store keeps objects its own way: it has no raw records to read or write."""
 
 
 class Store(abc.ABC):
     """Abstract base of all stores.
 
     :param url: the URL that :func:`~gc3session.persistence.make_store` would
-        turn into this store.
+        turn into this store (None for a store no URL names).
     :param durable: if True (the default) every write is on stable storage
         when the call returns.  False is GC3Pie's durability (survives a killed
         process, not a power cut): faster, never the default.
@@ -54,80 +114,91 @@ class Store(abc.ABC):
     :param readonly: if True, every method that would write raises
         :class:`~gc3session.exceptions.ReadOnlyStoreError` and opening the
         store changes nothing on disk.
-
-    Saved and loaded objects are cached by id (weakly), so loading an id twice
-    returns the same object while someone holds it.  They are also noted as
-    being at home here (:mod:`~gc3session.persistence.home`): saving an
-    object that is at home in another store raises
-    :class:`~gc3session.exceptions.ForeignTaskError` instead of writing it
-    under an id that means another task here.
+    :param idfactory: hands out ids before objects are saved (what
+        ``session.add(task, flush=False)`` needs); without one, such a task
+        is saved at once to get its id.
 
     ``owner`` names the session that uses the store (set by
-    :class:`~gc3session.session.Session`), for messages only.
+    :class:`~gc3session.session.Session`), for messages only.  The attributes
+    have class defaults, so a subclass whose ``__init__`` does not call this
+    one still works.
     """
 
-    def __init__(self, url: StoreUrl | str, *, durable: bool = True,
+    url: StoreUrl | None = None
+    durable: bool = True
+    trusted: bool = True
+    readonly: bool = False
+    idfactory: IdFactory | None = None
+    owner: str | None = None
+
+    def __init__(self, url: "StoreUrl | str | None" = None, *, durable: bool = True,
                  trusted: bool = True, readonly: bool = False,
                  idfactory: IdFactory | None = None) -> None:
-        self.url = StoreUrl.parse(url)
+        self.url = None if url is None else StoreUrl.parse(url)
         self.durable = durable
         self.trusted = trusted
         self.readonly = readonly
-        self.idfactory = idfactory if idfactory is not None else IdFactory(self._allocate_counted)
-        self.owner: str | None = None
-        self._cache: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-        #: every sequence number below this one is known to be handed out by the counter
-        self._counter_floor = 0
+        if idfactory is not None:
+            self.idfactory = idfactory
 
-    # --- primitives --------------------------------------------------------
+    # --- what a gc3libs-style store provides -------------------------------------
     @abc.abstractmethod
-    def _allocate_ids(self, n: int) -> int:
-        """Reserve ``n`` consecutive sequence numbers; return the first."""
+    def save(self, obj: Any) -> Id:
+        """Save ``obj``, giving it a ``persistent_id`` if it has none; return the id."""
 
     @abc.abstractmethod
-    def _write(self, records: list[Record]) -> None:
-        """Write ``records`` (children first) as one unit."""
+    def load(self, id_: str) -> Any:
+        """The object saved under ``id_``.
+
+        :raises LoadError: (a subclass of it) naming the id if it cannot be loaded.
+        """
 
     @abc.abstractmethod
-    def _read(self, pid: str) -> bytes:
-        """Return the bytes of record ``pid``."""
+    def replace(self, id_: str, obj: Any) -> None:
+        """Save ``obj`` under the id ``id_``, overwriting what was there."""
 
     @abc.abstractmethod
-    def _delete(self, pids: list[str]) -> None:
-        """Delete the records ``pids`` (absent ones are ignored)."""
+    def remove(self, id_: str) -> None:
+        """Delete the object saved under ``id_`` (no error if there is none)."""
 
     @abc.abstractmethod
-    def _list_ids(self) -> list[str]:
-        """Return the ids of every record."""
+    def list(self) -> list[Id]:
+        """The ids of every object in the store."""
 
-    @abc.abstractmethod
-    def location(self, pid: str) -> str:
-        """Where record ``pid`` lives (a path, or ``table`` at URL), for messages."""
+    # --- defaults built on those ---------------------------------------------------
+    def save_many(self, objs: Iterable[Any]) -> list[Id]:
+        """Save several objects (one call of :meth:`save` each; record stores batch)."""
+        return [self.save(obj) for obj in objs]
 
-    def _allocate_counted(self, n: int) -> int:
-        """:meth:`_allocate_ids`, noting how far the counter is known to be."""
-        first = self._allocate_ids(n)
-        self._counter_floor = max(self._counter_floor, first + n)
-        return first
-
-    def _read_many(self, pids: list[str]) -> dict[str, bytes]:
-        """Bytes of several records (absent ones left out); stores may batch this."""
-        result = {}
-        for pid in pids:
+    def load_many(self, ids: Iterable[str],
+                  errors: dict[str, LoadError] | None = None) -> dict[str, Any]:
+        """Load several objects; with ``errors``, failures go there instead of raising."""
+        result: dict[str, Any] = {}
+        for pid in ids:
             try:
-                result[pid] = self._read(pid)
-            except LoadError:
-                continue  # reported with its cause when the load asks for it again
+                result[str(pid)] = self.load(pid)
+            except LoadError as err:
+                if errors is None:
+                    raise
+                errors[str(pid)] = err
         return result
 
-    def _states(self, pids: list[str] | None) -> dict[str, str | None]:
-        """``{id: state}`` of the given (or all) records; stores override this."""
-        wanted = self._list_ids() if pids is None else pids
+    def remove_many(self, ids: Iterable[str]) -> None:
+        """Delete several objects (one call of :meth:`remove` each)."""
+        for pid in ids:
+            self.remove(pid)
+
+    def states(self, ids: Iterable[str] | None = None) -> dict[str, str | None]:
+        """``{id: state}`` for ``ids`` (default: all); ids the store does not hold are left out.
+
+        This default loads each object; record stores read a state index.
+        """
+        wanted = self.list() if ids is None else [str(i) for i in ids]
         result: dict[str, str | None] = {}
         for pid in wanted:
             try:
-                result[pid] = parse_header(self._read(pid)).state
-            except (LoadError, ValueError):
+                result[str(pid)] = task_state(self.load(pid))
+            except LoadError:
                 continue
         return result
 
@@ -138,6 +209,8 @@ class Store(abc.ABC):
         Two store objects on the same place (two handles of one session)
         share it; stores on different places never do.
         """
+        if self.url is None:
+            return f"{type(self).__module__}.{type(self).__qualname__}@{id(self):x}"
         return self.url.without_password().render()
 
     def claim(self, obj: Any) -> bool:
@@ -161,191 +234,67 @@ class Store(abc.ABC):
         return False
 
     def ensure_counter_past(self, seqno: int) -> None:
-        """Make sure the id counter never hands out ``seqno`` or a lower number.
+        """Make sure ids handed out from now on have numbers above ``seqno``.
 
-        Reads the counter (:meth:`_peek_counter`) and writes only when it is
-        behind, so calling it costs one read in the usual case.
+        A store that hands out ids from a counter overrides this; by default
+        there is nothing to move.
         """
-        if seqno < self._counter_floor:
-            return
-        current = self._peek_counter()
-        if current is not None and current > seqno:
-            self._counter_floor = max(self._counter_floor, current)
-            return
-        self._check_writable()
-        self._advance_counter_past(seqno)
 
-    def _peek_counter(self) -> int | None:
-        """The next number the counter would hand out, or None if unknown (stores may tell)."""
-        return None
+    def location(self, id_: str) -> str:
+        """Where the object ``id_`` is kept, for messages (by default: the store)."""
+        return str(self.url) if self.url is not None else repr(self)
 
-    # --- public API (gc3libs names) -----------------------------------------
-    def save(self, obj: Any) -> Id:
-        """Save ``obj`` (and new or changed objects it references); return its id.
+    def exists(self) -> bool:
+        """Whether the store is there (a session refuses to go on over a vanished one).
 
-        The first save assigns ``obj.persistent_id``; saving again overwrites
-        the same record.  The object and the children saved with it are
-        written as one unit.
-
-        :raises ForeignTaskError: if ``obj`` or an object it refers to was
-            loaded from, or saved in, another store (it has that store's id).
-        :raises SerializationError: if it cannot be pickled; nothing is written.
+        By default a store exists; stores that can vanish (a directory, a
+        database file, a table) say so.
         """
-        self._check_writable()
-        self._save_records(self._encode([obj]))
-        return obj.persistent_id
+        return True
 
-    def save_many(self, objs: Iterable[Any]) -> list[Id]:
-        """Save several objects as one unit (one transaction or one batch).
+    def describe(self) -> dict[str, Any]:
+        """What the store is, for people: its kind, URL (password hidden) and place."""
+        return {"kind": type(self).__name__, "url": None if self.url is None else str(self.url),
+                "location": self.location("-")}
 
-        :raises SerializationError: naming the object that cannot be pickled
-            and its ``position`` in ``objs``; nothing is written.
+    def check(self, repair: bool = False) -> list[Finding]:
+        """Check what the store keeps besides its objects (indexes, temporary files).
+
+        With ``repair``, repair what can be repaired without losing data.
+        By default there is nothing to check.
         """
-        self._check_writable()
-        objs = list(objs)
-        new = sum(1 for o in objs if getattr(o, "persistent_id", None) is None)
-        if new:
-            self.idfactory.reserve(new)
-        self._save_records(self._encode(objs))
-        return [o.persistent_id for o in objs]
+        return []
 
-    def replace(self, id_: str, obj: Any) -> None:
-        """Overwrite record ``id_`` with ``obj`` (which takes that id)."""
-        self._check_writable()
-        obj.persistent_id = _check_id(id_)
-        self._save_records(self._encode([obj], claim_roots=False))
-
-    def load(self, id_: str) -> Any:
-        """Load the object with id ``id_`` (from the cache if it is there).
-
-        :raises LoadError: (a subclass of it) naming the id and the location;
-            the record is left as it is.
-        """
-        pid = str(_check_id(id_))
-        cached = self._cache.get(pid)
-        if cached is not None:
-            return cached
-        return self._decoder().load(pid)
-
-    def load_many(self, ids: Iterable[str],
-                  errors: dict[str, LoadError] | None = None) -> dict[str, Any]:
-        """Load several objects in one "load" (shared references stay shared).
-
-        Records are read in bulk where the store can (one query per 500 ids
-        for SQL stores).  With an ``errors`` dict, ids that fail to load are
-        put there (id -> :class:`LoadError`) and left out of the result;
-        without one the first failure is raised.
-        """
-        pids = [str(_check_id(i)) for i in ids]
-        if not pids:
-            return {}
-        batch = self._read_many([p for p in pids if p not in self._cache])
-
-        def fetch(pid: str) -> bytes:
-            data = batch.pop(pid, None)
-            return data if data is not None else self._read(pid)
-
-        decoder = Decoder(fetch, self.location, _CacheMemo(self), trusted=self.trusted)
-        result: dict[str, Any] = {}
-        for pid in pids:
-            try:
-                result[pid] = decoder.load(pid)
-            except LoadError as err:
-                if errors is None:
-                    raise
-                errors[pid] = err
-        return result
-
-    def remove(self, id_: str) -> None:
-        """Delete record ``id_`` (no error if it is already gone)."""
-        pid = str(_check_id(id_))
-        self._check_writable()
-        self._delete([pid])
-        self._cache.pop(pid, None)
-
-    def remove_many(self, ids: Iterable[str]) -> None:
-        """Delete several records as one unit."""
-        self._check_writable()
-        pids = [str(_check_id(i)) for i in ids]
-        if pids:
-            self._delete(pids)
-        for pid in pids:
-            self._cache.pop(pid, None)
-
-    def list(self) -> list[Id]:
-        """Ids of every record in the store (children included)."""
-        return [Id.parse(pid) for pid in self._list_ids()]
-
-    def states(self, ids: Iterable[str] | None = None) -> dict[str, str | None]:
-        """``{id: state}`` for ``ids`` (default: all) without loading the objects.
-
-        Ids without a record are left out.
-        """
-        if ids is None:
-            return self._states(None)
-        # a session passes its dict of str ids: no copy needed to read them
-        return self._states(list(ids) if isinstance(ids, dict) else [str(i) for i in ids])
-
+    # --- raw records (record stores only) -------------------------------------------
     def read_record(self, id_: str) -> bytes:
         """The raw bytes of a record (for copying between stores and for fsck)."""
-        return self._read(str(_check_id(id_)))
+        raise self._no_raw_records()
 
     def read_records(self, ids: Iterable[str]) -> dict[str, bytes]:
-        """Raw bytes of several records, in bulk where the store can.
-
-        Records that cannot be read are left out; :meth:`read_record` of one
-        of them raises the error that says why.
-        """
-        return self._read_many([str(_check_id(i)) for i in ids])
+        """Raw bytes of several records; records that cannot be read are left out."""
+        raise self._no_raw_records()
 
     def write_records(self, records: Mapping[str, bytes]) -> None:
-        """Write raw record bytes verbatim, as one unit (the copy of :meth:`read_record`).
+        """Write raw record bytes verbatim, as one unit (the copy of :meth:`read_record`)."""
+        raise self._no_raw_records()
 
-        The id counter is first moved past every id written, so that later
-        saves never hand out (and overwrite) a copied record's id.
-        """
-        self._check_writable()
-        batch = []
-        for pid, data in records.items():
-            record_id = _check_id(pid)
-            try:
-                header = parse_header(data)
-            except ValueError as err:  # refused before anything is written
-                raise CorruptRecordError(f"refusing to write {record_id} to {self.location(record_id)}:"
-                                         f" {err}", id=record_id, location=self.location(record_id),
-                                         cause=str(err)) from err
-            batch.append(Record(id=record_id, data=data, obj=None,
-                                state=header.state, cls=header.cls))
-        if batch:
-            self._advance_counter_past(max(record.id.seqno for record in batch))
-        self._write(batch)
-        for record in batch:
-            self._cache.pop(record.id, None)
+    def _no_raw_records(self) -> RawRecordsUnsupported:
+        return RawRecordsUnsupported(
+            f"{type(self).__name__} keeps objects its own way, not as gc3session records;"
+            " this needs a store built on RecordStore (gsession fsck and copy do)",
+            url=str(self.url))
 
-    def _advance_counter_past(self, seqno: int) -> None:
-        """Make the id counter never hand out ``seqno`` or a lower number again.
-
-        Built on :meth:`_allocate_ids` alone: one number is taken to learn
-        where the counter stands, and the gap up to ``seqno`` is taken too if
-        the counter is behind.  Other processes only move the counter up
-        meanwhile, which keeps this correct without a lock.
-        """
-        first = self._allocate_ids(1)
-        if first < seqno:
-            self._allocate_ids(seqno - first)
-        self.idfactory.skip_past(seqno)
-        self._counter_floor = max(self._counter_floor, seqno + 1, first + 1)
-
+    # --- lifetime ------------------------------------------------------------------------
     def invalidate_cache(self) -> None:
-        """Forget every cached object, so the next load reads the store."""
-        self._cache.clear()
+        """Forget cached objects, so the next load reads the store (no cache by default)."""
 
     def pre_fork(self) -> None:
         """Release what must not cross a ``fork()`` (connections); no-op by default."""
 
     def post_fork(self) -> None:
-        """Called in the child after ``fork()``: never reuse the parent's id block."""
-        self.idfactory.forget_block()
+        """Called in the child after ``fork()``: never reuse the parent's ids."""
+        if self.idfactory is not None:
+            self.idfactory.forget_block()
 
     def close(self) -> None:
         """Release connections and file handles; the store can be used again later."""
@@ -359,91 +308,9 @@ class Store(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.url)!r})"
 
-    # --- helpers -------------------------------------------------------------
     def _check_writable(self) -> None:
         if self.readonly:
             raise ReadOnlyStoreError(f"store {self.url} is open read-only", url=str(self.url))
 
-    def _encode(self, objs: list[Any], claim_roots: bool = True) -> tuple[list[Record], int]:
-        """Records of ``objs`` (each id once), and the highest id number they brought along.
 
-        Objects at home in another store are refused.  Objects with an id
-        but no home (built with an explicit id, copied outside gc3session)
-        are written under that id, as GC3Pie does; the number returned lets
-        :meth:`_save_records` move the counter past their ids first.
-        """
-        carried = 0
-
-        def claim(obj: Any) -> None:
-            nonlocal carried
-            if self.claim(obj):
-                carried = max(carried, Id.parse(str(obj.persistent_id)).seqno)
-
-        records: list[Record] = []
-        batch_ids: set[str] = set()
-        for position, obj in enumerate(objs):
-            try:
-                encoded = encode(obj, self.idfactory.new, claim, claim_root=claim_roots)
-            except SerializationError as err:
-                raise SerializationError(str(err), **{**err.context, "position": position}) from err
-            for record in encoded:
-                if record.id not in batch_ids:
-                    batch_ids.add(record.id)
-                    records.append(record)
-        return records, carried
-
-    def _save_records(self, encoded: tuple[list[Record], int]) -> None:
-        records, carried = encoded
-        if carried and carried >= self._counter_floor:
-            self._advance_counter_past(carried)
-        self._commit(records)
-
-    def _commit(self, records: list[Record]) -> None:
-        self._write(records)
-        here = self.home
-        for record in records:
-            try:
-                record.obj.changed = False
-            except AttributeError:
-                pass  # a read-only ``changed`` property computes itself
-            self._cache[record.id] = record.obj
-            settle(record.obj, here, record.id, self.owner)
-
-    def _decoder(self) -> Decoder:
-        return Decoder(self._read, self.location, _CacheMemo(self), trusted=self.trusted)
-
-
-class _CacheMemo(dict):  # type: ignore[type-arg]
-    """A load's memo that also consults and fills the store's weak cache.
-
-    Every object a load creates passes through :meth:`__setitem__`: that is
-    where it is noted as being at home in the store.
-    """
-
-    def __init__(self, store: Store) -> None:
-        super().__init__()
-        self._cache = store._cache
-        self._home = store.home
-        self._owner = store.owner
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return super().__getitem__(key)
-        except KeyError:
-            return self._cache[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self._cache[key] = value
-        settle(value, self._home, key, self._owner)
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self._cache.pop(key, None)
-        return super().pop(key, *default)
-
-
-def _check_id(id_: Any) -> Id:
-    """Validate an id given by a caller (this also keeps paths out of file names)."""
-    if not is_valid_id(id_):
-        raise InvalidValue(f"not a valid task id: {id_!r} (expected 'Prefix.N')", id=id_)
-    return Id.parse(str(id_))
+__all__ = ["Finding", "RawRecordsUnsupported", "Store", "tmp_file_findings"]
