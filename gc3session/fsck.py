@@ -297,9 +297,7 @@ class _Checker:
                              leftover=True, path=self.index_file)
             if self.repair:
                 with index.locked_dir(self.path):
-                    current = index.read(self.index_file)
-                    fsio.atomic_write(self.index_file, "".join(f"{i}\n" for i in current)
-                                      .encode("ascii"), mode=0o600)
+                    index.write(self.index_file, index.read(self.index_file))
                 self._repaired(torn, "rewrote the index without the torn line")
         return listed, None
 
@@ -340,8 +338,7 @@ class _Checker:
                 ids = [pid for pid in [*scan.refs, *scan.errors] if pid not in referenced]
                 ids.sort(key=lambda i: (Id.parse(i).seqno, i))
                 action = f"rebuilt the index from the store ({len(ids)} tasks no record refers to)"
-            fsio.atomic_write(self.index_file, "".join(f"{i}\n" for i in ids).encode("ascii"),
-                              mode=0o600)
+            index.write(self.index_file, ids)
         self._repaired(finding, action + (f"; the damaged file is kept as {kept}" if kept else ""))
 
     # --- references ------------------------------------------------------------

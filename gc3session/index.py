@@ -29,40 +29,26 @@ byte offset where the bad bytes start, an append refuses to cut them, and
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
-from typing import Iterable, Iterator
+from typing import ContextManager, Iterable
 
-from . import fsio
+from . import fsio, locking
 from .exceptions import CorruptIndexError, StoreWriteError
 from .persistence.idfactory import ID_PATTERN, ID_START_PATTERN, MAX_ID_LENGTH, is_valid_id
 
 INDEX_FILENAME = "session_ids.txt"
 
 
-@contextlib.contextmanager
-def locked_dir(path: str, *, shared: bool = False) -> Iterator[None]:
-    """Hold an exclusive (or ``shared``) ``flock`` on the directory ``path`` itself.
+def locked_dir(path: str, *, shared: bool = False) -> ContextManager[int]:
+    """Hold an exclusive (or ``shared``) ``flock`` on the session directory ``path`` itself.
 
     Locking the directory (not a file in it) keeps the session directory
-    listing exactly GC3Pie's, and a directory inode is never replaced, so a
-    waiter never ends up holding a lock on a stale file.  Index changes take
-    it exclusively; record writes take it shared (many at once), so that
-    switching the session's store, which takes it exclusively, never
-    happens in the middle of one.
+    listing exactly GC3Pie's.  Index changes take it exclusively; record
+    writes take it shared (many at once), so that switching the session's
+    store, which takes it exclusively, never happens in the middle of one.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as err:
-        raise StoreWriteError(f"cannot open session directory {path!r}: {err.strerror}",
-                              path=path, step="lock", errno=err.errno) from err
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return locking.flocked(path, shared=shared, directory=True)
 
 
 def parse(data: bytes, path: str) -> list[str]:
@@ -146,7 +132,7 @@ def append(path: str, ids: Iterable[str], *, durable: bool = True) -> None:
         tail (naming the byte offset); nothing is written then.
     :raises StoreWriteError: if the append itself fails.
     """
-    data = "".join(f"{i}\n" for i in ids).encode("ascii")
+    data = _lines(ids)
     if not data:
         return
     try:
@@ -164,10 +150,19 @@ def rewrite_without(path: str, removed: set[str], *, durable: bool = True) -> No
     current = read(path)
     kept = [i for i in current if i not in removed]
     if len(kept) != len(current):
-        fsio.atomic_write(path, "".join(f"{i}\n" for i in kept).encode("ascii"),
-                          durable=durable, mode=0o600)
+        write(path, kept, durable=durable)
+
+
+def write(path: str, ids: Iterable[str], *, durable: bool = True) -> None:
+    """Replace the index by ``ids``, atomically (temporary file, fsync, rename, directory fsync)."""
+    fsio.atomic_write(path, _lines(ids), durable=durable, mode=0o600)
 
 
 def create(path: str, *, durable: bool = True) -> None:
     """Write an empty index atomically."""
-    fsio.atomic_write(path, b"", durable=durable, mode=0o600)
+    write(path, [], durable=durable)
+
+
+def _lines(ids: Iterable[str]) -> bytes:
+    """The bytes of the index lines of ``ids``: each id, then ``\\n``."""
+    return "".join(f"{i}\n" for i in ids).encode("ascii")

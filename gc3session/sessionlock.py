@@ -12,14 +12,13 @@ directory's own ``flock``, see :mod:`gc3session.index`), so readers and
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import time
 from typing import Iterator
 
-from . import fsio
-from .exceptions import SessionError, StoreWriteError
+from . import fsio, locking
+from .exceptions import SessionError
 
 LOCK_FILENAME = "driver.lock"
 
@@ -32,49 +31,37 @@ class SessionBusyError(SessionError, BlockingIOError):
 def driver_lock(session_path: str) -> Iterator[None]:
     """Hold the session's driver lock for the duration of the block.
 
-    The file is opened close-on-exec, so commands started by the driver
-    never inherit the lock and cannot keep it after the driver died.
+    The lock file is opened close-on-exec, only if it is a regular file and
+    never through a symlink (a link planted as ``driver.lock`` must not make
+    the owner note overwrite a file outside the session), so commands
+    started by the driver never inherit the lock either.
 
     :raises SessionBusyError: at once (no waiting) if another process holds it,
         with "session in use by pid N on HOST since TIME (PATH)".
     """
     path = os.path.join(session_path, LOCK_FILENAME)
-    try:
-        # Only a regular file, never through a symlink: a link planted as
-        # driver.lock must not make the owner note overwrite a file outside the
-        # session, and a FIFO or device must not block or swallow it.
-        fd = fsio.open_regular(path, os.O_RDWR | os.O_CREAT)
-    except OSError as err:
-        raise StoreWriteError(f"cannot open the driver lock {path}: {err.strerror}",
-                              path=path, step="lock", errno=err.errno) from err
-    try:
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = held.enter_context(locking.flocked(path, wait=False))
         except BlockingIOError as err:
-            owner = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            owner = lock_owner(session_path) or "another process"
             raise SessionBusyError(f"session in use by {owner} ({session_path})",
                                    path=path, owner=owner) from err
-        note = (f"pid {os.getpid()} on {socket.gethostname()} since "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n").encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, note, 0)
+        locking.write_note(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                               f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
         yield
-    finally:
-        os.close(fd)
 
 
 def lock_owner(session_path: str) -> str | None:
     """The note of the process driving the session now, or None if nobody does."""
     path = os.path.join(session_path, LOCK_FILENAME)
+    if not locking.is_locked(path):
+        return None
     try:
         fd = fsio.open_regular(path, os.O_RDONLY)
-    except OSError:  # missing, a symlink (ELOOP), a FIFO...: nobody can hold it through this path
-        return None
+    except OSError:
+        return "another process"
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
-        return None
+        return locking.read_note(fd) or "another process"
     finally:
         os.close(fd)

@@ -54,12 +54,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import re
-from typing import Any, Iterable, Iterator
+from typing import Any, ContextManager, Iterable
 
-from gc3session import fsio
+from gc3session import fsio, locking
 from gc3session.exceptions import (CorruptRecordError, IdAllocationError, InvalidValue,
                                    LoadError, NotRegularFileError, RecordNotFoundError,
                                    StoreWriteError)
@@ -146,22 +145,10 @@ class FilesystemStore(RecordStore):
             raise StoreWriteError(f"store path {self.directory} exists and is not a directory",
                                   path=self.directory, step="mkdir", errno=errno.EEXIST) from err
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the store's flock; it dies with the process, never goes stale."""
+    def _locked(self) -> ContextManager[int]:
+        """Hold the store's lock (``.lock``, an ``flock`` that dies with the process)."""
         self._ensure_directory()
-        path = os.path.join(self.directory, LOCK_FILE)
-        try:
-            # never a FIFO or a device: the lock would block or lock something else
-            fd = fsio.open_regular(path, os.O_RDWR | os.O_CREAT)
-        except OSError as err:
-            raise StoreWriteError(f"cannot open lock file {path!r}: {err.strerror}",
-                                  path=path, step="lock", errno=err.errno) from err
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the flock
+        return locking.flocked(os.path.join(self.directory, LOCK_FILE))
 
     # --- primitives ----------------------------------------------------------
     def _allocate_ids(self, n: int) -> int:

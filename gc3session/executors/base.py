@@ -16,7 +16,6 @@ a run's ``flock`` is still held by a process of the run).
 from __future__ import annotations
 
 import abc
-import fcntl
 import os
 import signal as signals
 import time
@@ -92,22 +91,6 @@ def command_environment(base: Mapping[str, str], environment: Mapping[str, Any] 
         env["GC3SESSION_MEMORY_KIB"] = str(max(1, int(memory) // 1024))
         return env, LIMITED_RUN_SCRIPT
     return env, RUN_SCRIPT
-
-
-def lock_held(path: str) -> bool:
-    """True if some process holds the ``flock`` of ``path``, a file or a directory
-    (a missing one: nobody)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def decode_status(status: int) -> Outcome:

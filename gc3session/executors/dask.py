@@ -73,7 +73,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .. import fsio
 from ..exceptions import Error
-from .base import (EXIT_FILE, Executor, Outcome, command_environment, decode_status, lock_held,
+from ..locking import is_locked
+from .base import (EXIT_FILE, Executor, Outcome, command_environment, decode_status,
                    read_exit_status)
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class DaskExecutor(Executor):
         status = read_exit_status(workdir)
         if status is not None:
             return decode_status(status)
-        if lock_held(os.path.join(workdir, RUN_LOCK)):
+        if is_locked(os.path.join(workdir, RUN_LOCK)):
             return None
         if key in self._killed:
             return Outcome(None, signals.SIGKILL, "killed before its command started")
@@ -197,7 +198,7 @@ class DaskExecutor(Executor):
         if future is not None:
             self._futures[key] = future
             return True
-        return lock_held(os.path.join(handle["workdir"], RUN_LOCK))
+        return is_locked(os.path.join(handle["workdir"], RUN_LOCK))
 
     def kill(self, task: Any, handle: dict[str, Any]) -> None:
         """Kill the command on whichever worker runs it, and cancel its task."""

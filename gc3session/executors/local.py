@@ -37,7 +37,8 @@ import socket
 from typing import Any, Iterable
 
 from ..exceptions import Error
-from .base import Executor, Outcome, command_environment, decode_status, lock_held, read_exit_status
+from ..locking import is_locked
+from .base import Executor, Outcome, command_environment, decode_status, read_exit_status
 
 #: The descriptor number under which a run's shell holds the lock of its directory.
 _LOCK_FD = 3
@@ -151,7 +152,7 @@ class LocalExecutor(Executor):
 
     def _alive(self, handle: dict[str, Any]) -> bool:
         """The run lock is held, and the process (if its pid is known) is the one started."""
-        if not lock_held(handle["workdir"]):
+        if not is_locked(handle["workdir"]):
             return False
         pid = handle.get("pid")
         return pid is None or _start_time(pid) == handle.get("start")
