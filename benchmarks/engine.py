@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 tasks instead of 10,000")
     parser.add_argument("--tasks", type=int, default=None, help="number of commands")
-    parser.add_argument("--jobs", type=int, default=8, help="commands at once (-J) for the pool and the engine")
+    parser.add_argument("--jobs", type=int, default=8,
+                        help="commands at once (-J) for the pool and the engine")
     parser.add_argument("--stores", default="file,sqlite",
                         help="comma-separated stores to run the engine on: file, sqlite or URLs"
                              " (default: %(default)s)")

@@ -44,9 +44,14 @@ import time
 from typing import Any, Callable
 
 from gc3session import Task
-from gc3session.plainbox import (MemoryJobResult, SessionManager, SessionStorage,
-                                 SessionStorageRepository, SessionSuspendHelper)
-from gc3session.plainbox import envelope
+from gc3session.plainbox import (
+    MemoryJobResult,
+    SessionManager,
+    SessionStorage,
+    SessionStorageRepository,
+    SessionSuspendHelper,
+    envelope,
+)
 from gc3session.plainbox.state import INLINE_IO_LOG_LIMIT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -269,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'' if theirs['save_size_ok'] else '   (its load read a different size!)'}")
             print(f"  own sessions of {pb_jobs:,} jobs           PlainBox 0.38    gc3session")
             print(f"    checkpoint size               {theirs['own_bytes']:>11,} B {small['bytes']:>11,} B")
-            print(f"    suspend                       {ms(theirs['own_suspend_s'])}  {ms(small['suspend_s'])}")
+            print(f"    suspend                       {ms(theirs['own_suspend_s'])}"
+                  f"  {ms(small['suspend_s'])}")
             print(f"    save_checkpoint               {ms(theirs['own_save_s'])}  {ms(small['save_s'])}")
             print(f"    resume                        {ms(theirs['own_resume_s'])}  {ms(small['resume_s'])}"
                   "   (PlainBox's: one run)")

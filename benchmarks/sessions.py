@@ -168,7 +168,7 @@ def reopen_and_load(report: Report, path: str, n: int) -> None:
         times[percent], _ = time_once(session.save_all)
         changed = len(tasks) * percent // 100
         anchor_dir = os.path.join(os.path.dirname(path), f"anchor-save-all-{percent}")
-        anchor_s, _ = time_once(lambda: RawFiles(anchor_dir, data).bulk(changed))
+        anchor_s, _ = time_once(lambda d=anchor_dir, c=changed: RawFiles(d, data).bulk(c))
         report.row(f"save_all after changing {percent}% (durable)", changed, times[percent], "s",
                    anchor_s)
     session.close()
@@ -178,7 +178,8 @@ def reopen_and_load(report: Report, path: str, n: int) -> None:
 
 
 def bulk_anchor(directory: str, kind: str, data: bytes, n: int) -> float:
-    """Seconds for the raw bulk write of ``n`` records (the stores benchmark's anchors) plus one index append."""
+    """Seconds for the raw bulk write of ``n`` records (the stores benchmark's anchors)
+    plus one index append."""
     os.makedirs(directory)
     index = os.path.join(directory, "session_ids.txt")
     lines = "".join(f"Task.{i}\n" for i in range(1, n + 1)).encode()
@@ -209,9 +210,10 @@ def bulk_adds(report: Report, scratch: str, n: int, gc3pie: bool) -> None:
             tasks = [make_task(i) for i in range(n)]
             with Session(os.path.join(scratch, name), store_or_url=url, durable=durable) as session:
                 with _common.peak_memory() as mem:
-                    seconds, _ = time_once(lambda: _bulk_add(session, tasks))
+                    seconds, _ = time_once(lambda s=session, t=tasks: _bulk_add(s, t))
                 data = session.store.read_record(session.list_ids()[0])
-            anchor = n / bulk_anchor(os.path.join(scratch, f"anchor-{name}"), kind, data, n) if durable else None
+            anchor = (n / bulk_anchor(os.path.join(scratch, f"anchor-{name}"), kind, data, n)
+                      if durable else None)
             theirs = n / gc3[kind] if kind in gc3 else None
             report.row(f"bulk add+flush, {kind}, {'durable' if durable else 'durable=False'}", n,
                        n / seconds, "/s", anchor, theirs, mem["mib"])

@@ -296,7 +296,7 @@ def bench_store(report: Report, kind: str, n: int, sample: int, pg: PgCluster | 
                 "save": time_interleaved((store.save, new_tasks), (raw.save, raw_new)),
                 "load": loads[:2],
                 "replace": time_interleaved(
-                    (lambda p: store.replace(p[0], p[1]),
+                    (lambda p, store=store: store.replace(p[0], p[1]),
                      [(ids[i - 1], t) for i, t in zip(replace_ids, replacements)]),
                     (raw.replace, replace_ids)),
                 "remove": time_interleaved((store.remove, [ids[i - 1] for i in remove_ids]),

@@ -5,36 +5,50 @@ A GC3Pie-compatible session and persistence layer (``Session``, ``Task``,
 script ports by changing its imports::
 
     from gc3session import Session, Task
+
+The names below are imported when first used: ``import gc3session.fsio``
+loads the file-system primitives alone, not the session layer, the task
+model or SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from .persistence import Id as Id
-from .persistence import Persistable as Persistable
-from .persistence import Store as Store
-from .persistence import fresh_copy as fresh_copy
-from .persistence import StoreUrl as StoreUrl
-from .persistence import make_store as make_store
-from .persistence import register as register
-from .session import Session as Session
-from .session import TemporarySession as TemporarySession
-from .task import ParallelTaskCollection as ParallelTaskCollection
-from .task import Run as Run
-from .task import SequentialTaskCollection as SequentialTaskCollection
-from .task import Application as Application
-from .task import Task as Task
-from .task import TaskCollection as TaskCollection
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+#: Public name -> the module (relative to this package) that defines it.
+_EXPORTS = {
+    "Application": ".task",
+    "FilesystemStore": ".stores.filesystem",
+    "Id": ".persistence",
+    "ParallelTaskCollection": ".task",
+    "Persistable": ".persistence",
+    "Run": ".task",
+    "SequentialTaskCollection": ".task",
+    "Session": ".session",
+    "SqlStore": ".stores.sql",
+    "Store": ".persistence",
+    "StoreUrl": ".persistence",
+    "Task": ".task",
+    "TaskCollection": ".task",
+    "TemporarySession": ".session",
+    "fresh_copy": ".persistence",
+    "make_store": ".persistence",
+    "register": ".persistence",
+}
+
 __all__ = [
     "Application",
+    "FilesystemStore",
     "Id",
     "ParallelTaskCollection",
     "Persistable",
     "Run",
     "SequentialTaskCollection",
     "Session",
+    "SqlStore",
     "Store",
     "StoreUrl",
     "Task",
@@ -48,11 +62,30 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """Give ``gc3session.FilesystemStore`` / ``SqlStore`` without importing SQLAlchemy eagerly."""
-    if name == "FilesystemStore":
-        from gc3session.stores.filesystem import FilesystemStore
-        return FilesystemStore
-    if name == "SqlStore":
-        from gc3session.stores.sql import SqlStore
-        return SqlStore
-    raise AttributeError(f"module 'gc3session' has no attribute {name!r}")
+    """Import a public name from its module at first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gc3session' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+if TYPE_CHECKING:  # what the names are, for type checkers and readers
+    from .persistence import Id as Id
+    from .persistence import Persistable as Persistable
+    from .persistence import Store as Store
+    from .persistence import StoreUrl as StoreUrl
+    from .persistence import fresh_copy as fresh_copy
+    from .persistence import make_store as make_store
+    from .persistence import register as register
+    from .session import Session as Session
+    from .session import TemporarySession as TemporarySession
+    from .stores.filesystem import FilesystemStore as FilesystemStore
+    from .stores.sql import SqlStore as SqlStore
+    from .task import Application as Application
+    from .task import ParallelTaskCollection as ParallelTaskCollection
+    from .task import Run as Run
+    from .task import SequentialTaskCollection as SequentialTaskCollection
+    from .task import Task as Task
+    from .task import TaskCollection as TaskCollection

@@ -62,8 +62,7 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
-from .cliplumbing import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE, ArgumentParser, UsageError,
-                          report_error)
+from .cliplumbing import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE, ArgumentParser, UsageError, report_error
 from .engine import RESUME_POLICIES, Engine
 from .exceptions import Error, InvalidValue
 from .persistence.url import StoreUrl

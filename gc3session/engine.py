@@ -60,8 +60,7 @@ from . import fsio
 from .exceptions import Error, InvalidValue
 from .executors import Executor, Outcome, make_executor
 from .session import Session
-from .task import (Application, SequentialTaskCollection, State, Task, TaskCollection,
-                   is_plain_relative)
+from .task import Application, SequentialTaskCollection, State, Task, TaskCollection, is_plain_relative
 
 RESUME_POLICIES = ("rerun", "report")
 #: Pseudo-signal of a run whose declared outputs are missing.

@@ -77,19 +77,24 @@ import collections
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable
 
 from . import fsio, index, sessiondir
-from .exceptions import (CorruptIndexError, CorruptSessionError, InvalidValue, LoadError,
-                         NotRegularFileError, SessionNotFoundError)
+from .exceptions import (
+    CorruptIndexError,
+    CorruptSessionError,
+    InvalidValue,
+    LoadError,
+    NotRegularFileError,
+    SessionNotFoundError,
+)
 from .persistence.idfactory import Id
+from .persistence.records import read_records, record_references
 from .persistence.registry import make_store
-from .persistence.serialization import Decoder
 from .persistence.store import Finding, Store, tmp_file_findings
 from .sessionlock import driver_lock
 
 ORPHAN_POLICIES = ("keep", "adopt", "delete")
-SCAN_BATCH = 500
 
 #: fsck exit statuses (``gsession fsck``).
 CLEAN = 0
@@ -136,80 +141,12 @@ class Report:
                 "findings": [f.as_dict() for f in self.findings]}
 
 
-class _Reference:
-    """Stands for a referenced record that cannot be loaded, while its parent is decoded."""
-
-    def __init__(self, pid: str) -> None:
-        self.persistent_id = pid
-
-
-class _ReferenceRecorder(dict):  # type: ignore[type-arg]
-    """A decoder memo that notes every id the record refers to.
-
-    The decoder looks each reference up in its memo before fetching it, so
-    every reference passes through here: it is noted and answered with the
-    object loaded through the store, or, if that fails (a missing or damaged
-    record), with a stand-in, so that the record itself is judged on its own
-    bytes and a bad child is reported once, as itself.
-    """
-
-    def __init__(self, root: str, load: Callable[[str], Any]) -> None:
-        super().__init__()
-        self.root = root
-        self.refs: dict[str, None] = {}
-        self._load = load
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return super().__getitem__(key)
-        except KeyError:
-            if key == self.root:
-                raise
-        self.refs[key] = None
-        try:
-            obj = self._load(key)
-        except LoadError:
-            obj = _Reference(key)
-        super().__setitem__(key, obj)
-        return obj
-
-
 @dataclass
 class _Scan:
     """Every record of a store: the ids it refers to, or why it cannot be decoded."""
 
     refs: dict[str, list[str]] = field(default_factory=dict)
     errors: dict[str, LoadError] = field(default_factory=dict)
-
-
-def record_references(store: Store, pid: str, data: bytes) -> list[str]:
-    """Decode record ``pid`` (its bytes ``data``) alone; return the ids it refers to.
-
-    :raises LoadError: (a subclass) if the record cannot be decoded.
-    """
-    memo = _ReferenceRecorder(pid, store.load)
-    decoder = Decoder(lambda _pid: data, store.location, memo, trusted=store.trusted)
-    decoder.decode(pid, data)
-    return list(memo.refs)
-
-
-def read_records(store: Store, ids: list[str]) -> Iterator[tuple[str, "bytes | LoadError"]]:
-    """``(id, bytes)`` or ``(id, the LoadError that says why not)`` for each of ``ids``.
-
-    Records are read :data:`SCAN_BATCH` at a time: one query per batch on SQL
-    stores instead of one round trip per record.
-    """
-    for start in range(0, len(ids), SCAN_BATCH):
-        chunk = ids[start:start + SCAN_BATCH]
-        batch = store.read_records(chunk)  # leaves out what read_record explains below
-        for pid in chunk:
-            if pid in batch:
-                yield pid, batch.pop(pid)
-                continue
-            try:
-                yield pid, store.read_record(pid)
-            except LoadError as err:
-                yield pid, err
 
 
 def _scan(store: Store) -> _Scan:
@@ -431,5 +368,4 @@ def _closure(start: Iterable[str], refs: dict[str, list[str]]) -> set[str]:
     return seen
 
 
-__all__ = ["CLEAN", "Finding", "ORPHAN_POLICIES", "PROBLEMS", "REPAIRED", "Report", "check",
-           "read_records", "record_references"]
+__all__ = ["CLEAN", "Finding", "ORPHAN_POLICIES", "PROBLEMS", "REPAIRED", "Report", "check"]

@@ -29,7 +29,6 @@ byte offset where the bad bytes start, an append refuses to cut them, and
 
 from __future__ import annotations
 
-import os
 import re
 from typing import ContextManager, Iterable
 

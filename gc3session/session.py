@@ -29,9 +29,17 @@ import tempfile
 from typing import Any, Iterable, Iterator
 
 from . import index, sessiondir
-from .exceptions import (CorruptSessionError, InvalidArgument, InvalidValue, LoadError,
-                         ReadOnlySessionError, RecordNotFoundError, SerializationError,
-                         SessionNotFoundError, StoreSwitchedError)
+from .exceptions import (
+    CorruptSessionError,
+    InvalidArgument,
+    InvalidValue,
+    LoadError,
+    ReadOnlySessionError,
+    RecordNotFoundError,
+    SerializationError,
+    SessionNotFoundError,
+    StoreSwitchedError,
+)
 from .persistence.idfactory import Id, is_valid_id
 from .persistence.registry import make_store
 from .persistence.store import Store

@@ -49,7 +49,7 @@ from typing import Any
 
 from . import index, sessiondir
 from .exceptions import LoadError, SessionError, SessionNotFoundError
-from .fsck import read_records, record_references
+from .persistence.records import read_records, record_references
 from .persistence.registry import make_store
 from .persistence.serialization import parse_header
 from .persistence.store import Store

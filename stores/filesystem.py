@@ -59,12 +59,18 @@ import re
 from typing import Any, ContextManager, Iterable
 
 from gc3session import fsio, locking
-from gc3session.exceptions import (CorruptRecordError, IdAllocationError, InvalidValue,
-                                   LoadError, NotRegularFileError, RecordNotFoundError,
-                                   StoreWriteError)
+from gc3session.exceptions import (
+    CorruptRecordError,
+    IdAllocationError,
+    InvalidValue,
+    LoadError,
+    NotRegularFileError,
+    RecordNotFoundError,
+    StoreWriteError,
+)
 from gc3session.persistence.idfactory import ID_PATTERN, IdFactory, is_valid_id, seqno_of
-from gc3session.persistence.serialization import Record, parse_header
 from gc3session.persistence.recordstore import RecordStore
+from gc3session.persistence.serialization import Record, parse_header
 from gc3session.persistence.store import Finding, tmp_file_findings
 from gc3session.persistence.url import StoreUrl
 

@@ -60,12 +60,20 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from gc3session import fsio
-from gc3session.exceptions import (IdAllocationError, InvalidTableName, InvalidType,
-                                   InvalidValue, LoadError, RecordNotFoundError,
-                                   StoreLockedError, StoreUnavailableError, StoreWriteError)
+from gc3session.exceptions import (
+    IdAllocationError,
+    InvalidTableName,
+    InvalidType,
+    InvalidValue,
+    LoadError,
+    RecordNotFoundError,
+    StoreLockedError,
+    StoreUnavailableError,
+    StoreWriteError,
+)
 from gc3session.persistence.idfactory import IdFactory, is_valid_id, seqno_of
-from gc3session.persistence.serialization import Record
 from gc3session.persistence.recordstore import RecordStore
+from gc3session.persistence.serialization import Record
 from gc3session.persistence.url import StoreUrl
 
 SCHEMA_VERSION = 1
@@ -92,7 +100,7 @@ def validate_table_name(name: Any) -> str:
     >>> validate_table_name("x; DROP TABLE store")
     Traceback (most recent call last):
     ...
-    gc3session.exceptions.InvalidTableName: invalid SQL table name 'x; DROP TABLE store': use letters, digits and _ (at most 63, not starting with a digit)
+    gc3session.exceptions.InvalidTableName: invalid SQL table name 'x; DROP TABLE store': ...
     """
     # The meta table's name is refused in any case: SQLite and MySQL fold case.
     if not isinstance(name, str) or not _TABLE_RE.fullmatch(name) or name.lower() == META_TABLE:

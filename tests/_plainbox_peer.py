@@ -128,7 +128,7 @@ def plainbox_python(cache_dir: str | None = None) -> str:
             os.rename(venv, final)
         except OSError:
             if not _works(final):
-                raise PeerUnavailable(f"cannot move the environment into {final}")
+                raise PeerUnavailable(f"cannot move the environment into {final}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not _works(final):

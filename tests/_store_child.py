@@ -26,6 +26,7 @@ import sys
 import traceback
 
 from _store_objects import Item
+
 from gc3session.persistence import Store, make_store
 
 PAYLOAD_BYTES = 256 * 1024

@@ -13,8 +13,8 @@ import os
 from typing import Any
 
 import pytest
-
 from _session_objects import PayloadTask, payloads
+
 from gc3session import ParallelTaskCollection, Session
 from gc3session.exceptions import LoadError, ReadOnlyStoreError
 from gc3session.persistence import Finding, Store, make_store

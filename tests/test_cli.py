@@ -16,13 +16,19 @@ import time
 from typing import Any
 
 import pytest
+from _session_objects import PayloadTask, child_env, run_child, snapshot
 
-from gc3session import Application, ParallelTaskCollection, SequentialTaskCollection, Session, Task
-from gc3session import fsck, fsio
+from gc3session import (
+    Application,
+    ParallelTaskCollection,
+    SequentialTaskCollection,
+    Session,
+    Task,
+    fsck,
+    fsio,
+)
 from gc3session.cli import main
 from gc3session.sessionlock import driver_lock
-
-from _session_objects import PayloadTask, child_env, run_child, snapshot
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -274,6 +280,7 @@ def test_unreadable_store_url_is_an_error_naming_the_file(sess: Any) -> None:
 def test_every_subcommand_has_help_and_a_documented_section() -> None:
     """Each subcommand has a help text and is shown in docs/gsession.md; --help exits 0."""
     import argparse
+
     from gc3session.cli import build_parser
 
     parser = build_parser()

@@ -26,8 +26,14 @@ from typing import Any
 import pytest
 
 from gc3session import Application, Session
-from gc3session.cmdline import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE, SessionBasedScript,
-                                parse_duration, parse_memory)
+from gc3session.cmdline import (
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_USAGE,
+    SessionBasedScript,
+    parse_duration,
+    parse_memory,
+)
 from gc3session.sessionlock import lock_owner
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -159,7 +165,7 @@ def test_new_session_option_kills_and_replaces_the_old_tasks(probe, tmp_path, ca
         pids = [t.execution.handle["pid"] for t in session]
     assert probe("-N", "-C", "1") == 0
     for pid in pids:
-        wait_for(lambda: _gone(pid))
+        wait_for(lambda pid=pid: _gone(pid))
     with Session(os.path.join(tmp_path, "probe"), mode="r") as session:
         new = session.list_ids()
         assert not set(old) & set(new) and len(new) == 3
@@ -265,7 +271,8 @@ def test_verbose_option_shows_what_the_engine_does(probe, tmp_path, capsys):
     assert len(re.findall(r"probe: INFO: .*terminated with return code 0", err)) == 3
 
 
-@pytest.mark.parametrize("argv", [["-J", "0"], ["--bogus"], ["-C", "soon"], ["-m", "lots"], ["-w", "1 fortnight"]])
+@pytest.mark.parametrize("argv", [["-J", "0"], ["--bogus"], ["-C", "soon"], ["-m", "lots"],
+                                  ["-w", "1 fortnight"]])
 def test_usage_errors_exit_64(probe, tmp_path, capsys, argv):
     """Bad options exit 64 with a hint, before any session is created."""
     assert probe(*argv) == EXIT_USAGE

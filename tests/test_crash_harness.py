@@ -24,10 +24,9 @@ import time
 from typing import Any
 
 import pytest
+from _report import record
 
 from gc3session import Session, fsck, fsio
-
-from _report import record
 
 ROUNDS = int(os.environ.get("GC3SESSION_CRASH_ROUNDS", "6"))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -21,7 +21,6 @@ from typing import Iterator
 
 import psycopg
 import pytest
-
 from test_dask import RUN_TIMEOUT, _wait_for, dask_cluster
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -257,7 +257,8 @@ def test_kill_stops_a_running_command_and_cancels_a_new_one(session, tmp_path):
 
 
 def test_requested_resources_reach_the_command(session, tmp_path):
-    """requested_walltime kills a long command; requested_memory limits its address space; cores are exported."""
+    """requested_walltime kills a long command; requested_memory limits its address space;
+    cores are exported."""
     slow = app(tmp_path, "slow", ["sleep", "30"], requested_walltime=0.5)
     hungry = app(tmp_path, "hungry", [PY, "-c", "x = bytearray(400 * 10**6)"], requested_memory=200 * 10**6)
     probe = app(tmp_path, "probe", ["sh", "-c", 'ulimit -v; echo "$GC3SESSION_CORES"'],
@@ -269,7 +270,8 @@ def test_requested_resources_reach_the_command(session, tmp_path):
     drive(engine)
     engine.close()
     assert time.monotonic() - started < 25  # the 30 s sleep did not run to its end
-    assert slow.execution.signal == 9 and "wall time of 0.5s" in " ".join(m for m, _, _ in slow.execution.history)
+    assert slow.execution.signal == 9
+    assert "wall time of 0.5s" in " ".join(m for m, _, _ in slow.execution.history)
     assert hungry.execution.exitcode == 1
     with open(os.path.join(hungry.output_dir, "stderr.txt")) as stream:
         assert "MemoryError" in stream.read()

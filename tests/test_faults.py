@@ -17,12 +17,11 @@ import signal
 from typing import Any, Callable
 
 import pytest
+from _faults import FaultAt, die, fail_with
+from _report import record
 
 from gc3session import Session, Task, fsio
 from gc3session.exceptions import Error, StoreWriteError
-
-from _faults import FaultAt, die, fail_with
-from _report import record
 
 Scenario = Callable[[Session], Any]
 

@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 import pytest
+from _report import record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,8 +27,6 @@ from gc3session.cli import main as gsession_main
 from gc3session.cmdline import SessionBasedScript, UsageError
 from gc3session.plainbox.errors import SessionResumeError
 from gc3session.plainbox.resume import SessionPeekHelper, SessionResumeHelper
-
-from _report import record
 
 FUZZ = settings(max_examples=int(os.environ.get("GC3SESSION_FUZZ_EXAMPLES", "200")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

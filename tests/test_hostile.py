@@ -16,17 +16,22 @@ import stat
 from typing import Any
 
 import pytest
+from _report import record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gc3session import Session, Task, index, make_store
-from gc3session.exceptions import (CorruptIndexError, CorruptSessionError, Error, InvalidValue,
-                                   LoadError, UnsafeRecordError)
+from gc3session.exceptions import (
+    CorruptIndexError,
+    CorruptSessionError,
+    Error,
+    InvalidValue,
+    LoadError,
+    UnsafeRecordError,
+)
 from gc3session.persistence import Id, StoreUrl
 from gc3session.persistence.idfactory import MAX_ID_LENGTH
 from gc3session.persistence.serialization import Decoder, parse_header
-
-from _report import record
 
 FUZZ = settings(max_examples=int(os.environ.get("GC3SESSION_FUZZ_EXAMPLES", "200")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -241,7 +246,7 @@ def test_new_session_files_are_private(tmp_path: Any) -> None:
     sqlite = Session(str(tmp_path / "q"), store_or_url=f"sqlite:///{tmp_path}/q.db")
     sqlite.add(Task())
     for root in (path, str(tmp_path / "q")):
-        for directory, dirs, files in os.walk(root):
+        for directory, _dirs, files in os.walk(root):
             assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
             for name in files:
                 mode = stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode)

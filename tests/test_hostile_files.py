@@ -25,22 +25,27 @@ import time
 from typing import Any, Callable, NamedTuple
 
 import pytest
+from _report import record
+from _session_objects import child_env, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gc3session import Session, Task, fsck, index
 from gc3session.cli import main
-from gc3session.exceptions import (CorruptIndexError, CorruptRecordError, CorruptSessionError,
-                                   IdAllocationError, LoadError, StoreWriteError,
-                                   UnsafeRecordError)
+from gc3session.exceptions import (
+    CorruptIndexError,
+    CorruptRecordError,
+    CorruptSessionError,
+    IdAllocationError,
+    LoadError,
+    StoreWriteError,
+    UnsafeRecordError,
+)
 from gc3session.persistence import serialization
 from gc3session.persistence.idfactory import MAX_ID_LENGTH
 from gc3session.persistence.serialization import Decoder
 from gc3session.sessionlock import driver_lock, lock_owner
 from gc3session.stores.filesystem import FilesystemStore
-
-from _report import record
-from _session_objects import child_env, snapshot
 
 #: Seconds a child may take before its test fails as "blocks".
 DEADLINE = 10.0
@@ -558,6 +563,7 @@ def test_untrusted_load_still_rebuilds_every_admitted_type(tmp_path: Any) -> Non
     import decimal
     import pathlib
     import uuid
+
     from gc3session.persistence import Id, StoreUrl
     from gc3session.task import State
     values = {

@@ -13,11 +13,16 @@ import shutil
 from typing import Any, Callable
 
 import pytest
-
 from _session_objects import PayloadTask, index_lines, payloads
+
 from gc3session import ParallelTaskCollection, Session, Task, fresh_copy
-from gc3session.exceptions import (ForeignTaskError, LoadError, RecordNotFoundError,
-                                   SerializationError, SessionNotFoundError)
+from gc3session.exceptions import (
+    ForeignTaskError,
+    LoadError,
+    RecordNotFoundError,
+    SerializationError,
+    SessionNotFoundError,
+)
 
 STORES = ["file", "sqlite", "postgresql"]
 

@@ -16,10 +16,10 @@ import sys
 import time
 from typing import Any
 
+from _report import record
+
 from gc3session import Session, make_store
 from gc3session.stores.sql import RETRY_DEADLINE
-
-from _report import record
 
 WORKERS = 8
 OPERATIONS = int(os.environ.get("GC3SESSION_LOAD_OPS", "150"))

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,3 +58,28 @@ def test_install_puts_stores_under_gc3session_only(tmp_path: Any) -> None:
     assert probe.returncode == 1 and "No module named 'stores'" in probe.stderr
     site = [p for p in (env_dir / "lib").glob("python*/site-packages")][0]
     assert not (site / "stores").exists() and (site / "gc3session" / "stores" / "filesystem.py").is_file()
+    # every package of the source tree was installed: the gsession entry point runs
+    assert sorted(p.name for p in (site / "gc3session").iterdir() if (p / "__init__.py").exists()) \
+        == sorted(p.name for p in Path(ROOT, "gc3session").iterdir() if (p / "__init__.py").exists())
+    gsession = subprocess.run([str(env_dir / "bin" / "gsession"), "--help"], capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path)
+    assert gsession.returncode == 0 and "fsck" in gsession.stdout
+
+
+def test_the_public_names_resolve_and_are_listed_once() -> None:
+    """``gc3session.__all__`` lists exactly the lazily imported names, and each resolves."""
+    import gc3session
+
+    assert set(gc3session.__all__) == {*gc3session._EXPORTS, "__version__"}
+    for name in gc3session.__all__:
+        assert getattr(gc3session, name) is not None
+
+
+def test_importing_the_file_primitives_loads_nothing_else() -> None:
+    """The low layers import alone: ``gc3session.fsio`` does not pull in the session layer."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, gc3session.fsio, gc3session.locking\n"
+         "print(' '.join(sorted(m for m in sys.modules if m.startswith('gc3session'))))"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert probe.stdout.split() == ["gc3session", "gc3session.exceptions", "gc3session.fsio",
+                                    "gc3session.locking"]

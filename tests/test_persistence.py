@@ -18,17 +18,27 @@ import threading
 from typing import Any
 
 import pytest
+from _store_objects import Item, Node, WithNewArgs
 
 import gc3session
-from _store_objects import Item, Node, WithNewArgs
 from gc3session import exceptions as exc
 from gc3session import persistence
-from gc3session.persistence import (Id, IdFactory, Persistable, StoreUrl, allow, known_schemes,
-                                    make_store, register, relocate, unregister)
-from gc3session.persistence import serialization
-from gc3session.task import Application, ParallelTaskCollection, Task
+from gc3session.persistence import (
+    Id,
+    IdFactory,
+    Persistable,
+    StoreUrl,
+    allow,
+    known_schemes,
+    make_store,
+    register,
+    relocate,
+    serialization,
+    unregister,
+)
 from gc3session.stores.filesystem import FilesystemStore
 from gc3session.stores.sql import SqlStore
+from gc3session.task import Application, ParallelTaskCollection, Task
 
 
 @pytest.fixture
@@ -255,7 +265,8 @@ def test_make_store_and_register_are_reexported() -> None:
 
 
 def test_unknown_scheme_lists_known_ones() -> None:
-    """An unknown scheme raises UnknownSchemeError (an InvalidArgument and KeyError) listing the known ones."""
+    """An unknown scheme raises UnknownSchemeError (an InvalidArgument and KeyError)
+    listing the known ones."""
     with pytest.raises(exc.UnknownSchemeError) as info:
         make_store("nosuch://somewhere/x")
     err = info.value
@@ -341,7 +352,8 @@ def test_gc3libs_names_and_builtin_bases() -> None:
     """gc3libs' exception names exist with their builtin bases, and typed subclasses extend them."""
     assert issubclass(exc.LoadError, exc.Error) and issubclass(exc.InvalidValue, exc.InvalidArgument)
     assert issubclass(exc.InvalidValue, ValueError) and issubclass(exc.InvalidArgument, AssertionError)
-    assert issubclass(exc.RecordNotFoundError, KeyError) and issubclass(exc.RecordNotFoundError, exc.LoadError)
+    assert issubclass(exc.RecordNotFoundError, KeyError)
+    assert issubclass(exc.RecordNotFoundError, exc.LoadError)
     for sub in (exc.CorruptRecordError, exc.ClassNotFoundError, exc.UnsafeRecordError):
         assert issubclass(sub, exc.LoadError)
     assert issubclass(exc.StoreWriteError, OSError) and issubclass(exc.StoreLockedError, exc.StoreWriteError)

@@ -22,10 +22,10 @@ import threading
 import time
 from typing import Any
 
+from _report import record
+
 from gc3session import Task
 from gc3session.plainbox import SessionManager, SessionStorage, SessionStorageRepository
-
-from _report import record
 
 ROUNDS = int(os.environ.get("GC3SESSION_CRASH_ROUNDS", "15"))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,7 +75,7 @@ def test_random_kills_never_lose_or_tear_a_checkpoint(tmp_path: Any) -> None:
     rng = random.Random(20261201)
     last = 0
     history_length = 0
-    for round_no in range(ROUNDS):
+    for _round in range(ROUNDS):
         start = last + 1_000  # distinct numbers in every round
         child = subprocess.Popen([sys.executable, "-c", CHILD, location, str(start)],
                                  stdout=subprocess.PIPE, text=True, env=env)

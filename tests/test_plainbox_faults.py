@@ -20,14 +20,19 @@ import signal
 from typing import Any, Callable
 
 import pytest
+from _faults import FaultAt, die, fail_with
+from _report import record
 
 from gc3session import Task, fsio
 from gc3session.exceptions import StoreWriteError
-from gc3session.plainbox import (LockedStorageError, MemoryJobResult, SessionManager, SessionStorage,
-                                 SessionStorageRepository, SessionSuspendHelper)
-
-from _faults import FaultAt, die, fail_with
-from _report import record
+from gc3session.plainbox import (
+    LockedStorageError,
+    MemoryJobResult,
+    SessionManager,
+    SessionStorage,
+    SessionStorageRepository,
+    SessionSuspendHelper,
+)
 
 OLD, NEW = "old checkpoint", "new checkpoint"
 
@@ -98,7 +103,7 @@ def test_error_at_every_step(tmp_path: Any, name: str, code: int) -> None:
     scenario = SCENARIOS[name]
     steps = _steps(tmp_path, scenario)
     published = _rename_index(steps)
-    for index, (step, path) in enumerate(steps, 1):
+    for index, (step, _path) in enumerate(steps, 1):
         manager = _setup(str(tmp_path / str(index)))
         storage = manager.storage
 
@@ -125,7 +130,7 @@ def test_kill_at_every_step(tmp_path: Any, name: str) -> None:
     scenario = SCENARIOS[name]
     steps = _steps(tmp_path, scenario)
     published = _rename_index(steps)
-    for index, (step, path) in enumerate(steps, 1):
+    for index, (step, _path) in enumerate(steps, 1):
         manager = _setup(str(tmp_path / str(index)))
         storage = manager.storage
         pid = os.fork()

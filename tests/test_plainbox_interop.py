@@ -19,16 +19,23 @@ import json
 import os
 from typing import Any
 
+import _plainbox_peer as peer
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import _plainbox_peer as peer
 from gc3session import Task
-from gc3session.plainbox import (BrokenReferenceToExternalFile, IncompatibleJobError,
-                                 MemoryJobResult, SessionManager, SessionPeekHelper, SessionStorage,
-                                 SessionStorageRepository, SessionSuspendHelper,
-                                 get_resumable_sessions)
+from gc3session.plainbox import (
+    BrokenReferenceToExternalFile,
+    IncompatibleJobError,
+    MemoryJobResult,
+    SessionManager,
+    SessionPeekHelper,
+    SessionStorage,
+    SessionStorageRepository,
+    SessionSuspendHelper,
+    get_resumable_sessions,
+)
 
 REQUIRE_ENV = "GC3SESSION_REQUIRE_PLAINBOX"
 

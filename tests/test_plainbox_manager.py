@@ -11,10 +11,19 @@ import pytest
 
 from gc3session import Session, Task
 from gc3session.exceptions import InvalidType, InvalidValue
-from gc3session.plainbox import (CorruptedSessionError, DiskJobResult, IncompatibleJobError,
-                                 MemoryJobResult, SessionManager, SessionMetaData, SessionState,
-                                 SessionStorage, SessionStorageRepository, WellKnownDirsHelper,
-                                 get_resumable_sessions)
+from gc3session.plainbox import (
+    CorruptedSessionError,
+    DiskJobResult,
+    IncompatibleJobError,
+    MemoryJobResult,
+    SessionManager,
+    SessionMetaData,
+    SessionState,
+    SessionStorage,
+    SessionStorageRepository,
+    WellKnownDirsHelper,
+    get_resumable_sessions,
+)
 from gc3session.plainbox.state import INLINE_IO_LOG_LIMIT
 
 

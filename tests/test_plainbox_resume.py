@@ -15,14 +15,28 @@ from hypothesis import strategies as st
 
 from gc3session import Task
 from gc3session.exceptions import InvalidValue
-from gc3session.plainbox import (CorruptedSessionError, DiskJobResult, IncompatibleJobError,
-                                 IncompatibleSessionError, MalformedSessionError, MemoryJobResult,
-                                 SessionManager, SessionMetaData, SessionPeekHelper,
-                                 SessionResumeError, SessionResumeHelper, SessionState,
-                                 SessionStorageRepository, SessionSuspendHelper)
+from gc3session.plainbox import (
+    CorruptedSessionError,
+    DiskJobResult,
+    IncompatibleJobError,
+    IncompatibleSessionError,
+    MalformedSessionError,
+    MemoryJobResult,
+    SessionManager,
+    SessionMetaData,
+    SessionPeekHelper,
+    SessionResumeError,
+    SessionResumeHelper,
+    SessionState,
+    SessionStorageRepository,
+    SessionSuspendHelper,
+)
 from gc3session.plainbox.errors import BrokenReferenceToExternalFile
-from gc3session.plainbox.resume import (FLAG_DISCARD_INCOMPATIBLE_JOBS, FLAG_FILE_REFERENCE_CHECKS,
-                                        FLAG_IGNORE_JOB_CHECKSUMS)
+from gc3session.plainbox.resume import (
+    FLAG_DISCARD_INCOMPATIBLE_JOBS,
+    FLAG_FILE_REFERENCE_CHECKS,
+    FLAG_IGNORE_JOB_CHECKSUMS,
+)
 
 SMART = dict(jobname="disk-smart", command="smartctl -a /dev/sda", plugin="shell")
 ECHO = dict(jobname="echo", command="echo hello", plugin="shell")
@@ -488,7 +502,7 @@ def test_suspend_resume_round_trips_everything(tmp_path_factory: Any, title: Any
     location = str(tmp_path_factory.mktemp("rt"))
     jobs = [Task(jobname=f"job-{n}", n=n) for n in range(len(histories))]
     state = SessionState(location)
-    for job, history in zip(jobs, histories):
+    for job, _history in zip(jobs, histories):
         state.add(job, flush=False)
     state.flush()
     for job, history in zip(jobs, histories):

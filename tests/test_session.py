@@ -16,13 +16,27 @@ import textwrap
 
 import pytest
 import sqlalchemy as sa
-
 from _session_objects import PayloadTask, index_lines, payloads, run_child, snapshot
-from gc3session import (ParallelTaskCollection, Session, SequentialTaskCollection, Task,
-                        TaskCollection, TemporarySession, fsio)
-from gc3session.exceptions import (ClassNotFoundError, CorruptIndexError, CorruptRecordError,
-                                   CorruptSessionError, Error, LoadError, ReadOnlySessionError,
-                                   SessionNotFoundError)
+
+from gc3session import (
+    ParallelTaskCollection,
+    SequentialTaskCollection,
+    Session,
+    Task,
+    TaskCollection,
+    TemporarySession,
+    fsio,
+)
+from gc3session.exceptions import (
+    ClassNotFoundError,
+    CorruptIndexError,
+    CorruptRecordError,
+    CorruptSessionError,
+    Error,
+    LoadError,
+    ReadOnlySessionError,
+    SessionNotFoundError,
+)
 from gc3session.persistence import Persistable, StoreUrl, make_store
 from gc3session.stores.filesystem import FilesystemStore
 
@@ -45,7 +59,7 @@ def _inode(path: str) -> int:
     return os.stat(path).st_ino
 
 
-# --- constructor signatures ---------------------------------------------------------
+# --- constructor signatures -----------------------------------------------------------------------
 
 def test_session_signature_is_gc3libs() -> None:
     params = list(inspect.signature(Session).parameters.values())
@@ -83,7 +97,7 @@ def test_store_kwargs_reach_make_store(spath: str, tmp_path: "os.PathLike[str]")
     reopened.store.close()
 
 
-# --- attributes, len, iteration, in -----------------------------------------------------
+# --- attributes, len, iteration, in ---------------------------------------------------------------
 
 def test_attributes_of_a_new_session(tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -122,7 +136,7 @@ def test_attributes_after_reopening(spath: str) -> None:
     assert isinstance(reopened.store, FilesystemStore)
 
 
-# --- add, forget, remove, flush, save, load ------------------------------------------------
+# --- add, forget, remove, flush, save, load -------------------------------------------------------
 
 def test_add_same_object_twice_gives_same_id(spath: str) -> None:
     session = Session(spath)
@@ -273,7 +287,7 @@ def test_save_all_writes_only_changed_tasks(spath: str) -> None:
     assert Session(spath).states()[ids[3]] == "RUNNING"
 
 
-# --- destroy -------------------------------------------------------------------------------------
+# --- destroy --------------------------------------------------------------------------------------
 
 def test_destroy_removes_directory_and_records(spath: str) -> None:
     session, _ = _new_session(spath, 2)
@@ -355,7 +369,7 @@ def test_set_start_timestamp_keeps_the_command_line(spath: str) -> None:
         assert stream.read() == (" ".join(sys.argv) + "\n").encode()
 
 
-# --- layout ------------------------------------------------------------------------------------------
+# --- layout ---------------------------------------------------------------------------------------
 
 def test_new_session_directory_lists_exactly_three_files(spath: str) -> None:
     session = Session(spath)
@@ -422,7 +436,7 @@ def test_existing_empty_directory_becomes_a_session(spath: str) -> None:
     assert len(index_lines(spath)) == 1
 
 
-# --- the index: O(1) appends, atomic rewrites, torn lines, corruption --------------------------------------
+# --- the index: O(1) appends, atomic rewrites, torn lines, corruption -----------------------------
 
 def test_add_appends_to_the_index(spath: str) -> None:
     session = Session(spath)
@@ -680,7 +694,7 @@ def test_create_false_on_a_missing_directory(spath: str, tmp_path: "os.PathLike[
     assert os.listdir(tmp_path) == []
 
 
-# --- partial views (GC3Pie #655) ----------------------------------------------------------------------------
+# --- partial views (GC3Pie #655) ------------------------------------------------------------------
 
 def test_partial_view_never_shrinks_the_index(spath: str) -> None:
     _, ids = _new_session(spath, 5)
@@ -746,7 +760,7 @@ def test_remove_after_forget_and_readd_without_flush_leaves_no_dangling_id(spath
     assert Session(spath).list_ids() == [ids[1]]
 
 
-# --- read-only sessions ----------------------------------------------------------------------------------------
+# --- read-only sessions ---------------------------------------------------------------------------
 
 def _writers(session: Session, ids: list[str], other: str) -> dict[str, object]:
     return {
@@ -829,7 +843,7 @@ def test_read_only_sqlite_session_without_database(spath: str, tmp_path: "os.Pat
     assert snapshot(tmp_path) == before  # and it was not created
 
 
-# --- two handles in one process ------------------------------------------------------------------------------------
+# --- two handles in one process -------------------------------------------------------------------
 
 def test_two_handles_never_lose_each_others_changes(spath: str) -> None:
     Session(spath)
@@ -875,7 +889,7 @@ def test_removing_a_task_another_handle_added_leaves_no_dangling_id(spath: str) 
     assert reopened.list_ids() == [y]
 
 
-# --- load=False ---------------------------------------------------------------------------------------------------------
+# --- load=False -----------------------------------------------------------------------------------
 
 def test_load_false_opens_without_unpickling(spath: str, tmp_path: "os.PathLike[str]",
                                              monkeypatch: pytest.MonkeyPatch) -> None:
@@ -920,7 +934,7 @@ def test_load_false_never_discards_an_existing_session(spath: str) -> None:
     assert Session(spath).list_ids() == ids
 
 
-# --- passwords -----------------------------------------------------------------------------------------------------------------
+# --- passwords ------------------------------------------------------------------------------------
 
 def test_store_url_never_holds_the_password(spath: str, pg_url: str) -> None:
     secret = "s3cret-Pa55"
@@ -946,7 +960,7 @@ def test_store_url_never_holds_the_password(spath: str, pg_url: str) -> None:
         assert stream.read().decode() == written
 
 
-# --- objects that fail to load -------------------------------------------------------------------------------------------------
+# --- objects that fail to load --------------------------------------------------------------------
 
 _MAKE_SESSION = textwrap.dedent("""
     import sys
@@ -1027,7 +1041,7 @@ def test_ignore_errors_collects_failures(spath: str, tmp_path: "os.PathLike[str]
     assert snapshot(tmp_path) == before
 
 
-# --- TemporarySession --------------------------------------------------------------------------------------------------------
+# --- TemporarySession -----------------------------------------------------------------------------
 
 @pytest.fixture
 def private_tmpdir(tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> str:

@@ -16,8 +16,8 @@ import threading
 import time
 
 import pytest
-
 from _session_objects import child_env, index_lines
+
 from gc3session import Session
 
 _WORKER = textwrap.dedent("""
@@ -176,7 +176,7 @@ def test_threads_creating_one_store_directory_at_once_all_succeed(
             stores = [FilesystemStore(os.path.join(tmp_path, f"s{r}", "jobs")) for _ in range(4)]
             barrier = threading.Barrier(len(stores))
 
-            def create(store: FilesystemStore) -> None:
+            def create(store: FilesystemStore, barrier: threading.Barrier = barrier) -> None:
                 barrier.wait()
                 try:
                     store._ensure_directory()

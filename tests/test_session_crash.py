@@ -20,8 +20,8 @@ import textwrap
 import time
 
 import pytest
-
 from _session_objects import child_env, index_lines
+
 from gc3session import Session, index
 
 ROUNDS = 20

@@ -27,13 +27,18 @@ import tempfile
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
-                                 run_state_machine_as_test)
-
 from _faults import FaultAt, die
 from _session_objects import PayloadTask, index_lines, payloads
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
 from gc3session import Session, fresh_copy, fsio
 from gc3session.exceptions import ForeignTaskError, StoreSwitchedError
 from gc3session.storecopy import copy_session

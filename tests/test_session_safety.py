@@ -9,11 +9,14 @@ import sys
 from typing import Any
 
 import pytest
-
 from _session_objects import index_lines
+
 from gc3session import Session, Task, fsck, fsio
-from gc3session.exceptions import (CorruptIndexError, CorruptSessionError, LoadError,
-                                   StoreUnavailableError, StoreWriteError)
+from gc3session.exceptions import (
+    CorruptIndexError,
+    CorruptSessionError,
+    StoreWriteError,
+)
 from gc3session.sessionlock import driver_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 import sqlalchemy as sa
-
 from _store_objects import Item, Node
+
 from gc3session.exceptions import StoreLockedError
 from gc3session.stores.sql import SqlStore
 

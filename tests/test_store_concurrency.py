@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from _store_objects import start_child, store_url
+
 from gc3session.persistence import make_store
 
 CHILDREN = 4

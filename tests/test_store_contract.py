@@ -12,7 +12,6 @@ import sys
 from typing import Any, Iterator
 
 import pytest
-
 from store_contract import StoreContract
 
 from gc3session.persistence import register, unregister

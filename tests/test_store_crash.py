@@ -20,9 +20,9 @@ import time
 from typing import Any
 
 import pytest
-
 from _store_child import payload
 from _store_objects import Item, start_child, store_url
+
 from gc3session.persistence import make_store
 
 
@@ -55,7 +55,8 @@ class _Writer:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
-            raise AssertionError(f"writer exited: {self.process.stderr.read() if self.process.stderr else ''}")
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            raise AssertionError(f"writer exited: {stderr}")
         return line.split()
 
     def round(self, base: int, delay: float) -> int:

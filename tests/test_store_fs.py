@@ -14,17 +14,24 @@ import stat
 from typing import Any
 
 import pytest
+from _store_objects import Item, Node, save_in_forked_child
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _store_objects import Item, Node, save_in_forked_child
 from gc3session import fsio
-from gc3session.exceptions import (CorruptRecordError, IdAllocationError, InvalidValue, LoadError,
-                                   ReadOnlyStoreError, RecordNotFoundError, StoreWriteError)
+from gc3session.exceptions import (
+    CorruptRecordError,
+    IdAllocationError,
+    InvalidValue,
+    LoadError,
+    ReadOnlyStoreError,
+    RecordNotFoundError,
+    StoreWriteError,
+)
 from gc3session.persistence import StoreUrl
-from gc3session.task import Task
 from gc3session.stores import filesystem
 from gc3session.stores.filesystem import COUNTER_FILE, SHARD_SIZE, STATES_FILE, FilesystemStore
+from gc3session.task import Task
 
 
 def _tmp_files(store: Any) -> list[str]:
@@ -318,7 +325,7 @@ def test_bad_record_raises_and_is_never_touched(store: FilesystemStore) -> None:
         stream.seek(len(data) // 2)
         stream.truncate()
     before = _checksums(store.directory)
-    for attempt in range(2):
+    for _attempt in range(2):
         reader = _reopen(store)
         with pytest.raises(CorruptRecordError) as info:
             reader.load(bad)

@@ -16,10 +16,10 @@ import math
 from typing import Any, Iterator
 
 import pytest
+from _store_objects import Item
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _store_objects import Item
 from gc3session.persistence import Store, make_store
 
 _SETTINGS = settings(max_examples=40, deadline=None,
@@ -82,7 +82,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
 @_SETTINGS
 @given(value=_values, shared=_values)
 def test_any_value_round_trips(store: Store, value: Any, shared: Any) -> None:
-    """A record holding any value (children included) loads back equal; a twice-referenced child is one object."""
+    """A record holding any value (children included) loads back equal;
+    a twice-referenced child is one object."""
     child = Item(shared)
     root = Item({"value": value, "twice": [child, child]})
     pid = store.save(root)

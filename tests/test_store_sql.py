@@ -18,14 +18,22 @@ from typing import Any, Iterator
 
 import pytest
 import sqlalchemy as sa
-
 from _store_objects import Item, Node, save_in_forked_child
-from gc3session.exceptions import (InvalidTableName, InvalidType, InvalidValue, LoadError,
-                                   ReadOnlyStoreError, RecordNotFoundError,
-                                   StoreLockedError, StoreUnavailableError, StoreWriteError)
+
+from gc3session.exceptions import (
+    InvalidTableName,
+    InvalidType,
+    InvalidValue,
+    LoadError,
+    ReadOnlyStoreError,
+    RecordNotFoundError,
+    StoreLockedError,
+    StoreUnavailableError,
+    StoreWriteError,
+)
 from gc3session.persistence import make_store
-from gc3session.task import Task
 from gc3session.stores.sql import META_TABLE, SCHEMA_VERSION, SqlStore
+from gc3session.task import Task
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -275,7 +283,8 @@ def test_table_without_meta_rows_migrates_and_counts_above_its_records(
     template = _open(opened, db_url, table_name="template")
     record = template.read_record(template.save(Item("from an older table")))
     blob = "BYTEA" if db_url.startswith("postgresql") else "BLOB"
-    _sql(db_url, f"CREATE TABLE legacy (id VARCHAR(255) PRIMARY KEY, data {blob} NOT NULL, state VARCHAR(128))")
+    _sql(db_url, f"CREATE TABLE legacy (id VARCHAR(255) PRIMARY KEY, data {blob} NOT NULL,"
+                 " state VARCHAR(128))")
     _sql(db_url, "INSERT INTO legacy (id, data, state) VALUES ('Item.41', :data, NULL)", data=record)
     _sql(db_url, f"DELETE FROM {META_TABLE} WHERE key IN ('schema:legacy', 'next_id:legacy')")
     store = _open(opened, db_url, table_name="legacy")

@@ -9,11 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gc3session import (ParallelTaskCollection, Run, SequentialTaskCollection, Session, Task,
-                        TaskCollection)
+from gc3session import ParallelTaskCollection, Run, SequentialTaskCollection, Session, Task, TaskCollection
 from gc3session.exceptions import InvalidValue
-from gc3session.task import HISTORY_LIMIT
 from gc3session.stores.filesystem import FilesystemStore
+from gc3session.task import HISTORY_LIMIT
 
 STATES = ["NEW", "SUBMITTED", "RUNNING", "TERMINATING", "TERMINATED", "STOPPED", "UNKNOWN"]
 COLLECTIONS = [TaskCollection, ParallelTaskCollection, SequentialTaskCollection]

@@ -74,8 +74,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from .. import fsio
 from ..exceptions import Error
 from ..locking import is_locked
-from .base import (EXIT_FILE, Executor, Outcome, command_environment, decode_status,
-                   read_exit_status)
+from .base import EXIT_FILE, Executor, Outcome, command_environment, decode_status, read_exit_status
 
 if TYPE_CHECKING:
     import distributed

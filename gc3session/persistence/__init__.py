@@ -9,6 +9,7 @@ from __future__ import annotations
 from .home import fresh_copy as fresh_copy
 from .idfactory import Id as Id
 from .idfactory import IdFactory as IdFactory
+from .recordstore import RecordStore as RecordStore
 from .registry import known_schemes as known_schemes
 from .registry import make_store as make_store
 from .registry import register as register
@@ -17,7 +18,6 @@ from .serialization import PICKLE_PROTOCOL as PICKLE_PROTOCOL
 from .serialization import Persistable as Persistable
 from .serialization import allow as allow
 from .serialization import relocate as relocate
-from .recordstore import RecordStore as RecordStore
 from .store import Finding as Finding
 from .store import RawRecordsUnsupported as RawRecordsUnsupported
 from .store import Store as Store

@@ -24,8 +24,7 @@ import importlib.metadata
 import os
 from typing import Any, Callable
 
-from ..exceptions import (InvalidArgument, InvalidType, SchemeAlreadyRegistered,
-                          UnknownSchemeError)
+from ..exceptions import InvalidArgument, InvalidType, SchemeAlreadyRegistered, UnknownSchemeError
 from .store import Store
 from .url import StoreUrl
 
@@ -101,7 +100,7 @@ def make_store(url: "str | os.PathLike[str] | StoreUrl", **kwargs: Any) -> Store
     >>> make_store("nosuch://x")
     Traceback (most recent call last):
     ...
-    gc3session.exceptions.UnknownSchemeError: no store is registered for URL scheme 'nosuch'; known schemes: file, mysql, postgresql, sqlite
+    gc3session.exceptions.UnknownSchemeError: no store is registered for URL scheme 'nosuch'; ...
 
     :raises UnknownSchemeError: listing the known schemes.
     :raises InvalidUrlError: if ``url`` cannot be parsed.

@@ -100,7 +100,7 @@ class UntrustedUnpickler(_PurePythonUnpickler):
         self._named[id(obj)] = path
         return obj
 
-    def persistent_load(self, pid: Any) -> Any:  # noqa: D401 - pickle hook
+    def persistent_load(self, pid: Any) -> Any:
         return self._follow(pid)
 
     # --- calls ---------------------------------------------------------------

@@ -86,8 +86,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from ..exceptions import (ClassNotFoundError, CorruptRecordError, InvalidValue, LoadError,
-                          SerializationError, UnsafeRecordError)
+from ..exceptions import (
+    ClassNotFoundError,
+    CorruptRecordError,
+    InvalidValue,
+    LoadError,
+    SerializationError,
+    UnsafeRecordError,
+)
 from .idfactory import Id, is_valid_id
 from .safeload import UntrustedUnpickler
 
@@ -399,7 +405,7 @@ class _RefPickler(pickle.Pickler):
         super().__init__(stream, protocol=PICKLE_PROTOCOL)
         self._child_ref = child_ref
 
-    def persistent_id(self, obj: Any) -> Any:  # noqa: D401 - pickle hook
+    def persistent_id(self, obj: Any) -> Any:
         if type(obj) in _PLAIN_TYPES:  # the bulk of any state: skip the bookkeeping
             return None
         return self._child_ref(obj)
@@ -555,7 +561,7 @@ class _RefUnpickler(pickle.Unpickler):
         super().__init__(stream)
         self._decoder = decoder
 
-    def persistent_load(self, pid: Any) -> Any:  # noqa: D401 - pickle hook
+    def persistent_load(self, pid: Any) -> Any:
         return _follow_reference(self._decoder, pid)
 
     def find_class(self, module: str, name: str) -> Any:

@@ -45,8 +45,12 @@ from typing import Any, Callable, Iterable
 from ..exceptions import InvalidType, InvalidValue
 from ..task import Task
 from .envelope import METADATA_FIELDS, decode
-from .errors import (BrokenReferenceToExternalFile, CorruptedSessionError, IncompatibleJobError,
-                     MalformedSessionError)
+from .errors import (
+    BrokenReferenceToExternalFile,
+    CorruptedSessionError,
+    IncompatibleJobError,
+    MalformedSessionError,
+)
 from .metadata import SessionMetaData
 from .results import OUTCOMES, STREAMS, DiskJobResult, IOLogRecord, JobResult, MemoryJobResult
 from .state import SessionState
