@@ -23,11 +23,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import pytest
-
 import _chromium
 import _summaries
+import pytest
 from _summaries import HOSTILE
+
 from gc3session.exceptions import InvalidType, InvalidValue
 from gc3session.report import render_report
 from gc3session.reportdata import BAR_LIMIT, FAILED_ROWS, SLOWEST_ROWS, TIMELINE_BINS
