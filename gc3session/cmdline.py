@@ -277,10 +277,11 @@ class SessionBasedScript:
             task = _build_task(item, self.extra)
             if has_default_jobname(task):
                 task.jobname = f"{type(task).__name__}-N{index + 1}"
-            if task.jobname in seen:
+            name = str(task.jobname)
+            if name in seen:
                 log.warning("new_tasks() returned more than one task named %r; adding them all",
-                            task.jobname)
-            seen.add(task.jobname)
+                            name)
+            seen.add(name)
             _expand_output_dir(task, output)
             tasks.append(task)
         return tasks

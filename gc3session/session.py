@@ -131,6 +131,10 @@ class Session:
         else:
             url = store_or_url if store_or_url is not None else os.path.join(self.path, self.DEFAULT_JOBS_DIR)
             self.store = make_store(url, **store_kwargs)
+        if self.store.url is None:
+            raise InvalidArgument(f"{self.store!r} has no URL: a session names its store by URL"
+                                  f" in {self.STORE_URL_FILENAME}, so that it can be opened again",
+                                  path=self.path)
         self.store_url = self.store.url
         sessiondir.create(self.path, self.store_url, durable=self.durable)
         self._store_stamp = sessiondir.store_url_stamp(self.path)

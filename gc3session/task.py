@@ -70,6 +70,9 @@ class History:
         return len(self._messages)
 
 
+_State = State  # what ``Run.State`` names, for annotations inside :class:`Run`
+
+
 class Run:
     """The execution record of a task (``task.execution``).
 
@@ -112,12 +115,12 @@ class Run:
         return state
 
     @property
-    def state(self) -> State:
+    def state(self) -> _State:
         """The current state, a :class:`Run.State` member (equal to its name)."""
         return State(self._state)
 
     @state.setter
-    def state(self, value: "str | State") -> None:
+    def state(self, value: "str | _State") -> None:
         try:
             new = State(str(value))
         except ValueError as err:

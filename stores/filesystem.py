@@ -430,7 +430,7 @@ class FilesystemStore(RecordStore):
         file system without ordered data leaves: a leftover).  A repair
         rebuilds the log from the record headers.
         """
-        tmp = []
+        tmp: list[str] = []
         for shard in [self.directory, *self._shards()]:
             with contextlib.suppress(FileNotFoundError), os.scandir(shard) as entries:
                 tmp.extend(e.path for e in entries if fsio.is_tmp_name(e.name))
@@ -451,7 +451,8 @@ class FilesystemStore(RecordStore):
         except FileNotFoundError:
             return []  # no log: states are read from the record headers
         logged = self._states(None)
-        problems, leftovers = [], []
+        problems: list[str] = []
+        leftovers: list[str] = []
         for pid in sorted(set(logged) | set(self._list_ids()), key=seqno_of):
             try:
                 state = parse_header(self._read(pid)).state

@@ -183,7 +183,7 @@ class SqlStore(RecordStore):
             with engine.connect() as conn:
                 return bool(sa.inspect(conn).has_table(self.table_name))
         except sa.exc.SQLAlchemyError as err:
-            raise StoreUnavailableError(f"cannot open {self.location('-')}: {err.orig or err}",
+            raise StoreUnavailableError(f"cannot open {self.location('-')}: {getattr(err, 'orig', None) or err}",
                                         url=str(self.url), table=self.table_name) from err
         finally:
             if engine is not self._engine_obj:
@@ -217,7 +217,7 @@ class SqlStore(RecordStore):
                 self._engine_obj.dispose()
                 self._engine_obj = None
                 raise StoreUnavailableError(
-                    f"cannot open {self.location('-')}: {err.orig or err}",
+                    f"cannot open {self.location('-')}: {getattr(err, 'orig', None) or err}",
                     url=str(self.url), table=self.table_name) from err
             except BaseException:
                 self._engine_obj.dispose()

@@ -34,6 +34,7 @@ the same record bytes and records can be copied between them verbatim
 from __future__ import annotations
 
 import abc
+import builtins
 import weakref
 from typing import Any, Iterable, Mapping
 
@@ -305,7 +306,8 @@ class RecordStore(Store):
         self._cache.clear()
 
     # --- helpers -------------------------------------------------------------
-    def _encode(self, objs: list[Any], claim_roots: bool = True) -> tuple[list[Record], int]:
+    def _encode(self, objs: builtins.list[Any],
+                claim_roots: bool = True) -> tuple[builtins.list[Record], int]:
         """Records of ``objs`` (each id once), and the highest id number they brought along.
 
         Objects at home in another store are refused.  Objects with an id
@@ -320,11 +322,11 @@ class RecordStore(Store):
             if self.claim(obj):
                 carried = max(carried, Id.parse(str(obj.persistent_id)).seqno)
 
-        records: list[Record] = []
+        records: builtins.list[Record] = []
         batch_ids: set[str] = set()
-        for position, obj in enumerate(objs):
+        for position, root in enumerate(objs):
             try:
-                encoded = encode(obj, self.idfactory.new, claim, claim_root=claim_roots)
+                encoded = encode(root, self.idfactory.new, claim, claim_root=claim_roots)
             except SerializationError as err:
                 raise SerializationError(str(err), **{**err.context, "position": position}) from err
             for record in encoded:
@@ -333,13 +335,13 @@ class RecordStore(Store):
                     records.append(record)
         return records, carried
 
-    def _save_records(self, encoded: tuple[list[Record], int]) -> None:
+    def _save_records(self, encoded: tuple[builtins.list[Record], int]) -> None:
         records, carried = encoded
         if carried and carried >= self._counter_floor:
             self._advance_counter_past(carried)
         self._commit(records)
 
-    def _commit(self, records: list[Record]) -> None:
+    def _commit(self, records: builtins.list[Record]) -> None:
         self._write(records)
         here = self.home
         for record in records:

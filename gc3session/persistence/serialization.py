@@ -347,7 +347,7 @@ def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
         reduced = obj.__reduce_ex__(PICKLE_PROTOCOL)
     except Exception as err:  # any failure of user code in __reduce_ex__
         raise SerializationError(f"cannot serialize {pid}: {err}", id=pid) from err
-    if not (isinstance(reduced, tuple) and reduced[0] is copyreg.__newobj__
+    if not (isinstance(reduced, tuple) and reduced[0] is copyreg.__newobj__  # type: ignore[attr-defined]
             and reduced[1][0] is cls):
         raise SerializationError(
             f"cannot serialize {pid}: {class_path(cls)} must pickle through"

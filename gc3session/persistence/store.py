@@ -25,6 +25,7 @@ keeps besides its objects, so no tool needs to know how a store keeps them.
 from __future__ import annotations
 
 import abc
+import builtins
 import functools
 import os
 from dataclasses import asdict, dataclass
@@ -166,7 +167,7 @@ class Store(abc.ABC):
         """The ids of every object in the store."""
 
     # --- defaults built on those ---------------------------------------------------
-    def save_many(self, objs: Iterable[Any]) -> list[Id]:
+    def save_many(self, objs: Iterable[Any]) -> builtins.list[Id]:
         """Save several objects (one call of :meth:`save` each; record stores batch)."""
         return [self.save(obj) for obj in objs]
 
@@ -257,7 +258,7 @@ class Store(abc.ABC):
         return {"kind": type(self).__name__, "url": None if self.url is None else str(self.url),
                 "location": self.location("-")}
 
-    def check(self, repair: bool = False) -> list[Finding]:
+    def check(self, repair: bool = False) -> builtins.list[Finding]:
         """Check what the store keeps besides its objects (indexes, temporary files).
 
         With ``repair``, repair what can be repaired without losing data.
