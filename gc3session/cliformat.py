@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from .persistence.serialization import class_path
+from .persistence.record import class_path
 from .task import State
 
 

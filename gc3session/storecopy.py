@@ -49,9 +49,9 @@ from typing import Any
 
 from . import index, sessiondir
 from .exceptions import LoadError, SessionError, SessionNotFoundError
+from .persistence.record import parse_header
 from .persistence.records import read_records, record_references
 from .persistence.registry import make_store
-from .persistence.serialization import parse_header
 from .persistence.store import Store
 from .persistence.url import StoreUrl
 from .sessionlock import driver_lock

@@ -69,8 +69,8 @@ from gc3session.exceptions import (
     StoreWriteError,
 )
 from gc3session.persistence.idfactory import ID_PATTERN, IdFactory, is_valid_id, seqno_of
+from gc3session.persistence.record import Record, parse_header
 from gc3session.persistence.recordstore import RecordStore
-from gc3session.persistence.serialization import Record, parse_header
 from gc3session.persistence.store import Finding, tmp_file_findings
 from gc3session.persistence.url import StoreUrl
 

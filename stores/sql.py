@@ -72,8 +72,8 @@ from gc3session.exceptions import (
     StoreWriteError,
 )
 from gc3session.persistence.idfactory import IdFactory, is_valid_id, seqno_of
+from gc3session.persistence.record import Record
 from gc3session.persistence.recordstore import RecordStore
-from gc3session.persistence.serialization import Record
 from gc3session.persistence.url import StoreUrl
 
 SCHEMA_VERSION = 1
@@ -183,8 +183,9 @@ class SqlStore(RecordStore):
             with engine.connect() as conn:
                 return bool(sa.inspect(conn).has_table(self.table_name))
         except sa.exc.SQLAlchemyError as err:
-            raise StoreUnavailableError(f"cannot open {self.location('-')}: {getattr(err, 'orig', None) or err}",
-                                        url=str(self.url), table=self.table_name) from err
+            raise StoreUnavailableError(
+                f"cannot open {self.location('-')}: {getattr(err, 'orig', None) or err}",
+                url=str(self.url), table=self.table_name) from err
         finally:
             if engine is not self._engine_obj:
                 engine.dispose()

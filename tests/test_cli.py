@@ -215,8 +215,8 @@ def test_stats_needs_no_task_class_but_list_reports_unloadable(tmp_path: Any) ->
     finally:
         sys.path.remove(str(module_dir))
         del sys.modules["vanishing_mod"]
-    from gc3session.persistence import serialization
-    serialization._class_cache.clear()
+    from gc3session.persistence import classes
+    classes._class_cache.clear()
     rc, out, _ = run("stats", "--json", path)
     assert rc == 0 and json.loads(out)["states"] == {"NEW": 2}
     rc, out, err = run("list", path)

@@ -30,8 +30,9 @@ from gc3session.exceptions import (
     UnsafeRecordError,
 )
 from gc3session.persistence import Id, StoreUrl
+from gc3session.persistence.decoding import Decoder
 from gc3session.persistence.idfactory import MAX_ID_LENGTH
-from gc3session.persistence.serialization import Decoder, parse_header
+from gc3session.persistence.record import parse_header
 
 FUZZ = settings(max_examples=int(os.environ.get("GC3SESSION_FUZZ_EXAMPLES", "200")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

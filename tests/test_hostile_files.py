@@ -41,9 +41,9 @@ from gc3session.exceptions import (
     StoreWriteError,
     UnsafeRecordError,
 )
-from gc3session.persistence import serialization
+from gc3session.persistence import classes
+from gc3session.persistence.decoding import Decoder
 from gc3session.persistence.idfactory import MAX_ID_LENGTH
-from gc3session.persistence.serialization import Decoder
 from gc3session.sessionlock import driver_lock, lock_owner
 from gc3session.stores.filesystem import FilesystemStore
 
@@ -589,7 +589,7 @@ def test_untrusted_load_still_rebuilds_every_admitted_type(tmp_path: Any) -> Non
 
 # --- the fuzzer: admitted (and refused) names called with extreme arguments ------------------
 
-_NAMES = sorted(serialization._ALLOWED_BUILTINS) + [
+_NAMES = sorted(classes._ALLOWED_BUILTINS) + [
     "gc3session.task:Task", "gc3session.task:History", "gc3session.task:Application",
     "gc3session.task:TaskCollection", "gc3session.task:State", "gc3session.task:Run",
     "gc3session.persistence.idfactory:Id", "gc3session.persistence.idfactory:IdFactory",

@@ -29,11 +29,11 @@ from gc3session.persistence import (
     Persistable,
     StoreUrl,
     allow,
+    classes,
     known_schemes,
     make_store,
     register,
     relocate,
-    serialization,
     unregister,
 )
 from gc3session.stores.filesystem import FilesystemStore
@@ -50,11 +50,11 @@ def fs_store(tmp_path: Any) -> FilesystemStore:
 @pytest.fixture
 def process_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     """Give ``relocate``/``allow`` private copies of their tables for one test."""
-    monkeypatch.setattr(serialization, "_relocations", dict(serialization._relocations))
-    monkeypatch.setattr(serialization, "_allowed_classes", set(serialization._allowed_classes))
-    serialization._class_cache.clear()
+    monkeypatch.setattr(classes, "_relocations", dict(classes._relocations))
+    monkeypatch.setattr(classes, "_allowed_classes", set(classes._allowed_classes))
+    classes._class_cache.clear()
     yield
-    serialization._class_cache.clear()
+    classes._class_cache.clear()
 
 
 def _write_module(directory: Any, dotted: str, source: str) -> None:
@@ -585,7 +585,7 @@ def _evil_record(glob: bytes, argument: str) -> bytes:
 @pytest.mark.parametrize("glob", [
     b"gc3session.stores.filesystem\nos.system\n",  # a module a gc3session module imports
     b"gc3session.fsio\nos.system\n",
-    b"gc3session.persistence.serialization\nfind_class\n",  # a function, not a class
+    b"gc3session.persistence.classes\nfind_class\n",  # a function, not a class
     b"gc3session.fsio\nunlink\n",
     b"gc3session.session\nSession\n",  # a class whose constructor creates files
 ])

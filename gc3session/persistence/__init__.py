@@ -6,18 +6,18 @@ implementation detail.
 
 from __future__ import annotations
 
+from .classes import allow as allow
+from .classes import relocate as relocate
 from .home import fresh_copy as fresh_copy
 from .idfactory import Id as Id
 from .idfactory import IdFactory as IdFactory
+from .record import PICKLE_PROTOCOL as PICKLE_PROTOCOL
 from .recordstore import RecordStore as RecordStore
 from .registry import known_schemes as known_schemes
 from .registry import make_store as make_store
 from .registry import register as register
 from .registry import unregister as unregister
-from .serialization import PICKLE_PROTOCOL as PICKLE_PROTOCOL
 from .serialization import Persistable as Persistable
-from .serialization import allow as allow
-from .serialization import relocate as relocate
 from .store import Finding as Finding
 from .store import RawRecordsUnsupported as RawRecordsUnsupported
 from .store import Store as Store

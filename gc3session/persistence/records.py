@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from ..exceptions import LoadError
-from .serialization import Decoder
+from .decoding import Decoder
 from .store import Store
 
 #: Records read per batch (one query per batch on SQL stores).

@@ -39,9 +39,11 @@ import weakref
 from typing import Any, Iterable, Mapping
 
 from ..exceptions import CorruptRecordError, LoadError, SerializationError
+from .decoding import Decoder
 from .home import settle
 from .idfactory import Id, IdFactory, check_id
-from .serialization import Decoder, Record, encode, parse_header
+from .record import Record, parse_header
+from .serialization import encode
 from .store import Store
 from .url import StoreUrl
 

@@ -35,7 +35,7 @@ from .. import fsio
 from ..exceptions import ForeignTaskError, InvalidArgument, LoadError, ReadOnlyStoreError
 from .home import home_of
 from .idfactory import Id, IdFactory
-from .serialization import task_state
+from .record import task_state
 from .url import StoreUrl
 
 
