@@ -1,0 +1,101 @@
+"""The import-mapping shim: which peer module name stands for which gc3session module.
+
+A peer's test file runs unchanged against gc3session when, in its process,
+the peer's module names are bound to gc3session's modules of the same role.
+That binding is all the shim does: :data:`GC3PIE` and :data:`PLAINBOX` are
+name tables, and :func:`conftest_text` renders one of them as a
+``conftest.py`` that puts each gc3session module into ``sys.modules`` under
+the peer's name (and as an attribute of the peer's parent package, so
+``import gc3libs.persistence.sql`` followed by attribute access works).
+No behaviour is added or adapted: a name gc3session does not provide stays
+unbound, and the test that imports it fails with ``ModuleNotFoundError``.
+
+A target is a tuple of candidates, the first importable one wins: the
+concrete stores are ``stores.*`` today and ``gc3session.stores.*`` once the
+package is restructured.
+
+PlainBox's own packages stay importable (the run uses PlainBox's
+environment): only its session layer is mapped, so its tests still find
+PlainBox's job units, results, ``plainbox.vendor.mock`` and test helpers.
+``plainbox.impl.result`` is deliberately not mapped: PlainBox's test helpers
+(``plainbox.impl.testing_utils``) import its ``IOLogRecordWriter`` at import
+time, and mapping it would fail whole test files for a helper class.
+"""
+
+from __future__ import annotations
+
+#: GC3Pie 2.6.8 module -> gc3session module(s) of the same role.
+GC3PIE: dict[str, tuple[str, ...]] = {
+    "gc3libs": ("gc3session",),
+    "gc3libs.exceptions": ("gc3session.exceptions",),
+    "gc3libs.session": ("gc3session.session",),
+    "gc3libs.workflow": ("gc3session.task",),
+    "gc3libs.utils": ("gc3session.utils",),
+    "gc3libs.url": ("gc3session.url",),
+    "gc3libs.persistence": ("gc3session.persistence",),
+    "gc3libs.persistence.store": ("gc3session.persistence.store",),
+    "gc3libs.persistence.idfactory": ("gc3session.persistence.idfactory",),
+    "gc3libs.persistence.serialization": ("gc3session.persistence.serialization",),
+    "gc3libs.persistence.accessors": ("gc3session.persistence.accessors",),
+    "gc3libs.persistence.filesystem": ("gc3session.stores.filesystem", "stores.filesystem"),
+    "gc3libs.persistence.sql": ("gc3session.stores.sql", "stores.sql"),
+}
+
+#: PlainBox 0.38 module -> gc3session module(s) of the same role.
+PLAINBOX: dict[str, tuple[str, ...]] = {
+    "plainbox.impl.session": ("gc3session.plainbox",),
+    "plainbox.impl.session.storage": ("gc3session.plainbox.storage",),
+    "plainbox.impl.session.manager": ("gc3session.plainbox.manager",),
+    "plainbox.impl.session.state": ("gc3session.plainbox.state",),
+    "plainbox.impl.session.jobs": ("gc3session.plainbox.state",),
+    "plainbox.impl.session.suspend": ("gc3session.plainbox.suspend",),
+    "plainbox.impl.session.resume": ("gc3session.plainbox.resume",),
+}
+
+_CONFTEST = '''"""Written by benchmarks/compat/run_peer_suites.py: binds peer module names to gc3session's."""
+
+import importlib
+import sys
+
+TABLE = {table!r}
+BOUND = {{}}
+MISSING = {{}}
+
+
+def _bind():
+    for alias in sorted(TABLE, key=lambda name: name.count(".")):
+        module = None
+        for target in TABLE[alias]:
+            try:
+                module = importlib.import_module(target)
+                break
+            except ModuleNotFoundError as err:
+                if err.name is None or not target.startswith(err.name):
+                    raise
+        if module is None:
+            MISSING[alias] = TABLE[alias]
+            continue
+        sys.modules[alias] = module
+        BOUND[alias] = module.__name__
+        parent, _, child = alias.rpartition(".")
+        if parent:
+            setattr(importlib.import_module(parent), child, module)
+
+
+_bind()
+
+
+def pytest_report_header(config):
+    lines = ["import shim: %s -> %s" % item for item in sorted(BOUND.items())]
+    lines += ["import shim: %s -> (not provided by gc3session: %s)" % (alias, ", ".join(targets))
+              for alias, targets in sorted(MISSING.items())]
+    return lines
+'''
+
+
+def conftest_text(table: dict[str, tuple[str, ...]]) -> str:
+    """The ``conftest.py`` that binds the names of ``table`` before any test module is imported."""
+    return _CONFTEST.format(table=table)
+
+
+__all__ = ["GC3PIE", "PLAINBOX", "conftest_text"]
