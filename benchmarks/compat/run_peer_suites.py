@@ -147,7 +147,7 @@ def prepare(peer: Peer, source: str, directory: str, side: str) -> list[str]:
             doctests.write_test_file(source, os.path.relpath(path, source), directory)
     if side == "gc3session":
         with open(os.path.join(directory, "conftest.py"), "w", encoding="utf-8") as stream:
-            stream.write(shim.conftest_text(peer.table))
+            stream.write(shim.conftest_text(peer.table, shim.PEER_KEPT.get(peer.key)))
     return notes
 
 

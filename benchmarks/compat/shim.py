@@ -17,6 +17,12 @@ package is restructured.
 PlainBox's own packages stay importable (the run uses PlainBox's
 environment): only its session layer is mapped, so its tests still find
 PlainBox's job units, results, ``plainbox.vendor.mock`` and test helpers.
+One module of that layer stays PlainBox's (:data:`PEER_KEPT`):
+``plainbox.impl.session.jobs``, the job readiness inhibitors of PlainBox's
+dependency solver, which gc3session has no counterpart for and which
+PlainBox's own ``JobDefinition`` imports when it is constructed; it is
+loaded from PlainBox's file under its own name (it imports no other module
+of the session layer).
 ``plainbox.impl.result`` is deliberately not mapped: PlainBox's test helpers
 (``plainbox.impl.testing_utils``) import its ``IOLogRecordWriter`` at import
 time, and mapping it would fail whole test files for a helper class.
@@ -47,17 +53,24 @@ PLAINBOX: dict[str, tuple[str, ...]] = {
     "plainbox.impl.session.storage": ("gc3session.plainbox.storage",),
     "plainbox.impl.session.manager": ("gc3session.plainbox.manager",),
     "plainbox.impl.session.state": ("gc3session.plainbox.state",),
-    "plainbox.impl.session.jobs": ("gc3session.plainbox.state",),
     "plainbox.impl.session.suspend": ("gc3session.plainbox.suspend",),
     "plainbox.impl.session.resume": ("gc3session.plainbox.resume",),
+}
+
+#: Peer modules inside a mapped package that stay the peer's own: name -> file in the peer's tree.
+PEER_KEPT: dict[str, dict[str, str]] = {
+    "plainbox": {"plainbox.impl.session.jobs": "impl/session/jobs.py"},
 }
 
 _CONFTEST = '''"""Written by benchmarks/compat/run_peer_suites.py: binds peer module names to gc3session's."""
 
 import importlib
+import importlib.util
+import os
 import sys
 
 TABLE = {table!r}
+KEPT = {kept!r}
 BOUND = {{}}
 MISSING = {{}}
 
@@ -80,6 +93,14 @@ def _bind():
         parent, _, child = alias.rpartition(".")
         if parent:
             setattr(importlib.import_module(parent), child, module)
+    for alias, relpath in sorted(KEPT.items()):
+        top = importlib.util.find_spec(alias.split(".")[0])
+        path = os.path.join(top.submodule_search_locations[0], relpath)
+        spec = importlib.util.spec_from_file_location(alias, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[alias] = module
+        spec.loader.exec_module(module)
+        BOUND[alias] = "(the peer's own, %s)" % path
 
 
 _bind()
@@ -93,9 +114,9 @@ def pytest_report_header(config):
 '''
 
 
-def conftest_text(table: dict[str, tuple[str, ...]]) -> str:
-    """The ``conftest.py`` that binds the names of ``table`` before any test module is imported."""
-    return _CONFTEST.format(table=table)
+def conftest_text(table: dict[str, tuple[str, ...]], kept: dict[str, str] | None = None) -> str:
+    """The ``conftest.py`` that binds the names of ``table`` (and ``kept``) before any test module is imported."""
+    return _CONFTEST.format(table=table, kept=kept or {})
 
 
-__all__ = ["GC3PIE", "PLAINBOX", "conftest_text"]
+__all__ = ["GC3PIE", "PEER_KEPT", "PLAINBOX", "conftest_text"]
