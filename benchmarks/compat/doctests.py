@@ -7,8 +7,12 @@ and run gc3session's doctests.  So the examples are taken from the peer's
 functions and methods, the objects ``doctest.DocTestFinder`` visits), written
 into a test file, and each is run in the globals of the module it belongs to
 as imported in that process: GC3Pie's module in GC3Pie's environment,
-gc3session's module of the same role under the shim.  Both sides therefore
-use one harness; an example fails or passes for what the module does.
+gc3session's module of the same role under the shim.  GC3Pie's examples
+also use the names their module imports (``gc3libs``, ``Url``, ...), so the
+module's own top-level import statements are run first, through the shim on
+gc3session's side (one that fails leaves its names out); the module's globals
+are laid over them.  Both sides therefore use one harness; an example fails
+or passes for what the modules do.
 
 Option flags are pytest's default for doctests (``ELLIPSIS``).
 """
@@ -27,13 +31,21 @@ import pytest
 
 MODULE = {module!r}
 SOURCE = {source!r}
+IMPORTS = {imports!r}
 CASES = {cases!r}
 
 
 @pytest.mark.parametrize("name,lineno,text", CASES, ids=[case[0] for case in CASES])
 def test_doctest(name, lineno, text):
     module = importlib.import_module(MODULE)
-    test = doctest.DocTestParser().get_doctest(text, dict(vars(module)), name, SOURCE, lineno)
+    globs = {{}}
+    for statement in IMPORTS:
+        try:
+            exec(statement, globs)
+        except ImportError:
+            pass
+    globs.update(vars(module))
+    test = doctest.DocTestParser().get_doctest(text, globs, name, SOURCE, lineno)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS, verbose=False)
     report = []
     runner.run(test, out=report.append)
@@ -59,6 +71,18 @@ def docstrings(path: str, module: str) -> list[tuple[str, int, str]]:
     return found
 
 
+def imports(path: str) -> list[str]:
+    """The module's top-level ``import`` and ``from ... import`` statements (``__future__`` left out)."""
+    with open(path, encoding="utf-8") as stream:
+        source = stream.read()
+    statements = []
+    for node in ast.parse(source, filename=path).body:
+        if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0
+                                             and node.module != "__future__"):
+            statements.append(ast.get_source_segment(source, node) or "")
+    return [statement for statement in statements if statement]
+
+
 def write_test_file(source_root: str, relpath: str, directory: str) -> str | None:
     """Write ``test_doctests__<module>.py`` for the module at ``relpath``; None if it has no examples."""
     module = relpath[:-3].replace(os.sep, ".").removesuffix(".__init__")
@@ -67,8 +91,9 @@ def write_test_file(source_root: str, relpath: str, directory: str) -> str | Non
         return None
     target = os.path.join(directory, f"test_doctests__{module.replace('.', '_')}.py")
     with open(target, "w", encoding="utf-8") as stream:
-        stream.write(_TEMPLATE.format(source=relpath, module=module, cases=cases))
+        stream.write(_TEMPLATE.format(source=relpath, module=module, cases=cases,
+                                      imports=imports(os.path.join(source_root, relpath))))
     return target
 
 
-__all__ = ["docstrings", "write_test_file"]
+__all__ = ["docstrings", "imports", "write_test_file"]

@@ -10,9 +10,11 @@ the peer's name (and as an attribute of the peer's parent package, so
 No behaviour is added or adapted: a name gc3session does not provide stays
 unbound, and the test that imports it fails with ``ModuleNotFoundError``.
 
-A target is a tuple of candidates, the first importable one wins: the
+A target is a tuple of candidates, the first importable one that lies in
+the same tree as the ``gc3session`` package being measured wins: the
 concrete stores are ``stores.*`` today and ``gc3session.stores.*`` once the
-package is restructured.
+package is restructured (and an editable install of another checkout may
+answer for ``gc3session.stores`` meanwhile: its modules are not bound).
 
 PlainBox's own packages stay importable (the run uses PlainBox's
 environment): only its session layer is mapped, so its tests still find
@@ -75,16 +77,35 @@ BOUND = {{}}
 MISSING = {{}}
 
 
+def _ours(target):
+    """True if ``target`` (and each package above it) lies in the gc3session tree being measured.
+
+    Checked on the import specs, before anything runs: another checkout's
+    module may not even import against this tree.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["gc3session"].__file__)))
+    parts = target.split(".")
+    for end in range(1, len(parts) + 1):
+        try:
+            spec = importlib.util.find_spec(".".join(parts[:end]))
+        except ModuleNotFoundError:
+            return False
+        if spec is None:
+            return False
+        where = spec.origin if spec.has_location else next(iter(spec.submodule_search_locations or ()), None)
+        if where is None or os.path.commonpath([root, os.path.abspath(where)]) != root:
+            return False
+    return True
+
+
 def _bind():
+    importlib.import_module("gc3session")
     for alias in sorted(TABLE, key=lambda name: name.count(".")):
         module = None
         for target in TABLE[alias]:
-            try:
+            if _ours(target):
                 module = importlib.import_module(target)
                 break
-            except ModuleNotFoundError as err:
-                if err.name is None or not target.startswith(err.name):
-                    raise
         if module is None:
             MISSING[alias] = TABLE[alias]
             continue
