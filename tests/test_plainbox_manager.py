@@ -270,7 +270,7 @@ def test_resumable_sessions_are_the_incomplete_ones_of_the_application(
             made[name] = manager.storage
     os.utime(made["mine-old"].location, (1_000, 1_000))
     SessionManager.create(repo, prefix="never-").close()
-    broken = SessionStorage.create(repo.location, "broken-")
+    broken = SessionStorage.create(repo.location, prefix="broken-")
     broken.save_checkpoint(b"\x1f\x8b\x08\x00 torn")
     found = get_resumable_sessions("app", repo)
     assert [storage for storage, _ in found] == [made["mine-new"], made["mine-old"]]

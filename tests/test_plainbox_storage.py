@@ -101,8 +101,8 @@ def test_listing_keeps_visible_session_directories_youngest_first(tmp_path: Any)
 def test_a_checkpoint_makes_a_storage_the_youngest(tmp_path: Any) -> None:
     """The listing order follows the last checkpoint, as in PlainBox (the rename touches the directory)."""
     repo = SessionStorageRepository(str(tmp_path))
-    old = SessionStorage.create(repo.location, "old-")
-    new = SessionStorage.create(repo.location, "new-")
+    old = SessionStorage.create(repo.location, prefix="old-")
+    new = SessionStorage.create(repo.location, prefix="new-")
     os.utime(old.location, (1_000, 1_000))
     os.utime(new.location, (2_000, 2_000))
     assert [s.location for s in repo] == [new.location, old.location]

@@ -51,17 +51,11 @@ def encode(session: dict[str, Any], version: int = CURRENT_VERSION) -> bytes:
     return gzip.compress(text.encode("utf-8"), compresslevel=COMPRESS_LEVEL)
 
 
-def decode(data: bytes) -> tuple[int, dict[str, Any]]:
-    """Unpack checkpoint bytes into ``(version, session object)``.
-
-    Only the envelope is checked here; what the session object must hold
-    depends on the version and is checked by :mod:`gc3session.plainbox.resume`.
+def loads(data: bytes) -> Any:
+    """The JSON document inside checkpoint bytes, not yet checked.
 
     :raises InvalidType: if ``data`` is not bytes.
     :raises CorruptedSessionError: if the bytes do not decode (``b''`` included).
-    :raises IncompatibleSessionError: for a version outside 1 to 11.
-    :raises MalformedSessionError: if the root or ``session`` is not an object
-        or a key is missing (both of the above).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidType(f"checkpoint data must be bytes, not {type(data).__name__}")
@@ -75,9 +69,21 @@ def decode(data: bytes) -> tuple[int, dict[str, Any]]:
     except UnicodeDecodeError as err:
         raise CorruptedSessionError(f"Cannot decode session text ({err})", cause=repr(err)) from err
     try:
-        root = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError) as err:
         raise CorruptedSessionError(f"Cannot interpret session JSON ({err})", cause=repr(err)) from err
+
+
+def check_root(root: Any) -> tuple[int, dict[str, Any]]:
+    """``(version, session object)`` of a decoded checkpoint document.
+
+    Only the envelope is checked here; what the session object must hold
+    depends on the version and is checked by :mod:`gc3session.plainbox.parse`.
+
+    :raises IncompatibleSessionError: for a version outside 1 to 11.
+    :raises MalformedSessionError: if the root or ``session`` is not an object
+        or a key is missing (both of the above).
+    """
     if not isinstance(root, dict):
         raise MalformedSessionError(f"Value of object is of incorrect type {type(root).__name__}")
     if "version" not in root:
@@ -96,4 +102,23 @@ def decode(data: bytes) -> tuple[int, dict[str, Any]]:
     return version, session
 
 
-__all__ = ["COMPRESS_LEVEL", "CURRENT_VERSION", "METADATA_FIELDS", "SUPPORTED_VERSIONS", "decode", "encode"]
+def check_format(root: Any, expected: int, reader: str) -> dict[str, Any]:
+    """The ``session`` object of ``root``, a document that must be of format ``expected``.
+
+    :param reader: who asks (named in the error).
+    :raises IncompatibleSessionError: if the document is of another format
+        (and whatever :func:`check_root` raises).
+    """
+    version, session = check_root(root)
+    if version != expected:
+        raise IncompatibleSessionError(f"{reader} reads format {expected}, not {version}", version=version)
+    return session
+
+
+def decode(data: bytes) -> tuple[int, dict[str, Any]]:
+    """Unpack checkpoint bytes into ``(version, session object)``: :func:`loads`, then :func:`check_root`."""
+    return check_root(loads(data))
+
+
+__all__ = ["COMPRESS_LEVEL", "CURRENT_VERSION", "METADATA_FIELDS", "SUPPORTED_VERSIONS",
+           "check_format", "check_root", "decode", "encode", "loads"]

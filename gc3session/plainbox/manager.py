@@ -77,17 +77,22 @@ class SessionManager:
         return self._state
 
     @classmethod
-    def create(cls, repo: SessionStorageRepository | None = None,
+    def create(cls, repo: SessionStorageRepository | None = None, legacy_mode: bool = False,
                prefix: str = "pbox-") -> "SessionManager":
-        """A new session with no jobs, in a new storage of ``repo`` (default repository if None)."""
-        storage = cls._new_storage(repo, prefix)
+        """A new session with no jobs, in a new storage of ``repo`` (default repository if None).
+
+        :param legacy_mode: see :meth:`SessionStorage.create` (the
+            repository's ``last-session`` link points at the new storage).
+        """
+        storage = cls._new_storage(repo, legacy_mode, prefix)
         return cls(storage, SessionState(storage.location))
 
     @classmethod
     def create_with_unit_list(cls, unit_list: Iterable[Task] | None = None,
-                              repo: SessionStorageRepository | None = None) -> "SessionManager":
+                              repo: SessionStorageRepository | None = None,
+                              legacy_mode: bool = False) -> "SessionManager":
         """A new session holding the jobs of ``unit_list`` (one batch of record writes)."""
-        manager = cls.create(repo)
+        manager = cls.create(repo, legacy_mode)
         manager._state_add_all(unit_list or ())
         return manager
 
@@ -101,20 +106,21 @@ class SessionManager:
             raise
 
     @classmethod
-    def create_with_state(cls, state: SessionState,
-                          repo: SessionStorageRepository | None = None) -> "SessionManager":
+    def create_with_state(cls, state: SessionState, repo: SessionStorageRepository | None = None,
+                          legacy_mode: bool = False) -> "SessionManager":
         """A new storage holding a copy of ``state`` (its jobs, results and metadata).
 
         The copy is the manager's state; ``state`` itself is left as it is
         (a gc3session session cannot move between directories).
         """
-        storage = cls._new_storage(repo, "pbox-")
+        storage = cls._new_storage(repo, legacy_mode, "pbox-")
         return cls(storage, state.copy_to(storage.location))
 
     @staticmethod
-    def _new_storage(repo: SessionStorageRepository | None, prefix: str) -> SessionStorage:
+    def _new_storage(repo: SessionStorageRepository | None, legacy_mode: bool,
+                     prefix: str) -> SessionStorage:
         repo = repo if repo is not None else SessionStorageRepository()
-        storage = SessionStorage.create(repo.location, prefix)
+        storage = SessionStorage.create(repo.location, legacy_mode, prefix)
         WellKnownDirsHelper(storage).populate()
         return storage
 

@@ -19,7 +19,8 @@ class SessionMetaData:
     :param flags: a set of flag strings (see the ``FLAG_*`` constants).
     :param running_job_name: the id of the job being run, if any (PlainBox's
         name for it, although it holds an id).
-    :param app_blob: bytes the application keeps for itself (default ``b''``).
+    :param app_blob: bytes the application keeps for itself, or None (the
+        default, as in PlainBox 0.38; a checkpoint saves it as ``null``).
     :param app_id: the id of the application owning the session (or None).
     """
 
@@ -35,7 +36,7 @@ class SessionMetaData:
     FLAG_TESTPLANLESS = "testplanless"
 
     def __init__(self, title: str | None = None, flags: Iterable[str] | None = None,
-                 running_job_name: str | None = None, app_blob: bytes | None = b"",
+                 running_job_name: str | None = None, app_blob: bytes | None = None,
                  app_id: str | None = None, custom_joblist: bool = False,
                  rejected_jobs: Iterable[str] | None = None,
                  last_job_start_time: float | None = None,

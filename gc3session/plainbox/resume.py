@@ -2,57 +2,61 @@
 
 Resuming is done in two phases so that a bad checkpoint never changes
 anything on disk: first the bytes are decoded and *every* value is checked
-(:func:`parse`), and the saved jobs are checked against the jobs the
-application defines now; only then is the state opened and filled.
+(:mod:`gc3session.plainbox.parse`), and the saved jobs are checked against the
+jobs the application defines now; only then is the state opened and filled.
 
-What each version holds (each adds to the one before):
+As in PlainBox, each format has its own helper, ``SessionResumeHelper1`` to
+``SessionResumeHelper11`` (and ``SessionPeekHelper1`` to ``11``), whose
+``resume_json(json_repr, early_cb=None)`` (``peek_json(json_repr)``) reads a
+decoded checkpoint of exactly that format: code that pins a format uses
+them.  The facades :class:`SessionResumeHelper` and :class:`SessionPeekHelper`
+decode the bytes and hand the document to the helper of its version.
 
-====  =======================================================================
- 1    ``jobs``, ``results`` (the current result of every job), ``desired_job_list``,
-      ``metadata`` {``title``, ``flags``, ``running_job_name``}
- 2    ``metadata.app_blob`` (base64 text or null)
- 3    ``metadata.app_id``
- 4    ``results`` holds each job's whole history
- 5    ``io_log_filename`` may be relative to the storage directory
- 6    ``mandatory_job_list`` is read; ``metadata.custom_joblist``, ``rejected_jobs``
-      (optional: PlainBox 0.38 wrote version 6 without them)
- 7    ``metadata.last_job_start_time``
- 8    ``system_information`` (an object)
- 9-10 no change to what is read
- 11   ``metadata.remaining_todo_jobs``
-====  =======================================================================
+Errors: see :mod:`gc3session.plainbox.parse` for what cannot be read; a
+version outside 1..11, or a document given to the helper of another format,
+raises :class:`IncompatibleSessionError`; a saved job that the application
+does not define, or whose checksum changed, :class:`IncompatibleJobError` --
+unless ``flags`` holds :data:`FLAG_IGNORE_JOB_CHECKSUMS` (a changed job is
+kept, with its results, under its new definition) or
+:data:`FLAG_DISCARD_INCOMPATIBLE_JOBS` (unknown and changed jobs are dropped
+with their results).  PlainBox 0.38 reads formats 1 to 6 and calls 7 and
+later unsupported; they are read here (PlainBox wrote them later).
 
-Errors: undecodable bytes and values of the wrong type raise
-:class:`CorruptedSessionError`; a missing key or object
-:class:`MalformedSessionError` (a corrupted *and* incompatible session); a
-version outside 1..11 :class:`IncompatibleSessionError`; a saved job that the
-application does not define, or whose checksum changed,
-:class:`IncompatibleJobError` -- unless ``flags`` holds
-:data:`FLAG_IGNORE_JOB_CHECKSUMS` (a changed job is kept, with its results,
-under its new definition) or :data:`FLAG_DISCARD_INCOMPATIBLE_JOBS` (unknown
-and changed jobs are dropped with their results).  Unlike PlainBox, no
-``KeyError``, ``TypeError``, ``EOFError`` or ``zlib.error`` ever escapes.
+The exception classes are importable from here, where PlainBox defines them.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..exceptions import InvalidType, InvalidValue
 from ..task import Task
-from .envelope import METADATA_FIELDS, decode
+from .envelope import check_format, check_root, loads
 from .errors import (
     BrokenReferenceToExternalFile,
     CorruptedSessionError,
     IncompatibleJobError,
-    MalformedSessionError,
+    IncompatibleSessionError,
+    SessionResumeError,
 )
-from .metadata import SessionMetaData
-from .results import OUTCOMES, STREAMS, DiskJobResult, IOLogRecord, JobResult, MemoryJobResult
+from .parse import SavedSession, parse, parse_metadata, parse_session
+from .peek import (
+    PEEK_HELPERS,
+    FormatPeekHelper,
+    SessionPeekHelper,
+    SessionPeekHelper1,
+    SessionPeekHelper2,
+    SessionPeekHelper3,
+    SessionPeekHelper4,
+    SessionPeekHelper5,
+    SessionPeekHelper6,
+    SessionPeekHelper7,
+    SessionPeekHelper8,
+    SessionPeekHelper9,
+    SessionPeekHelper10,
+    SessionPeekHelper11,
+)
 from .state import SessionState
 
 #: Keep a job whose checksum changed (and its results) instead of raising.
@@ -62,155 +66,52 @@ FLAG_DISCARD_INCOMPATIBLE_JOBS = "discard-incompatible-jobs"
 #: Check that every IO log file named by a result exists.
 FLAG_FILE_REFERENCE_CHECKS = "file-reference-checks"
 
-_MISSING = object()
 
+def job_id(job: Any) -> str:
+    """The PlainBox id of a job: a task's ``jobname``, else the unit's ``id``.
 
-@dataclass
-class SavedSession:
-    """Everything a checkpoint holds, checked, before it is matched to any job."""
-
-    version: int
-    metadata: SessionMetaData
-    jobs: dict[str, str] = field(default_factory=dict)
-    results: dict[str, list[JobResult]] = field(default_factory=dict)
-    desired_job_list: list[str] = field(default_factory=list)
-    mandatory_job_list: list[str] = field(default_factory=list)
-    system_information: dict[str, Any] = field(default_factory=dict)
-
-
-def _get(obj: dict[str, Any], key: str, types: tuple[type, ...], nullable: bool = False) -> Any:
-    """``obj[key]``, checked: missing is malformed, a wrong type is corruption."""
-    value = obj.get(key, _MISSING)
-    if value is _MISSING:
-        raise MalformedSessionError(f"Missing value for key {key!r}")
-    if value is None:
-        if nullable:
-            return None
-        raise CorruptedSessionError(f"Value of key {key!r} cannot be None")
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise CorruptedSessionError(
-            f"Value of key {key!r} is of incorrect type {type(value).__name__}")
-    return value
-
-
-def _strings(values: list[Any], what: str) -> list[str]:
-    if not all(isinstance(value, str) for value in values):
-        raise CorruptedSessionError(f"Each {what} must be a string")
-    return list(values)
-
-
-def parse_metadata(version: int, session: dict[str, Any]) -> SessionMetaData:
-    """The metadata of a ``session`` object of format ``version``."""
-    meta = _get(session, "metadata", (dict,))
-    values = {key: _get(meta, key, types, nullable)
-              for since, key, types, nullable, required in METADATA_FIELDS
-              if version >= since and (required or key in meta)}
-    values["flags"] = _strings(values["flags"], "flag")
-    if "rejected_jobs" in values:
-        values["rejected_jobs"] = _strings(values["rejected_jobs"], "rejected job id")
-    if values.get("app_blob") is not None:
-        try:
-            values["app_blob"] = base64.b64decode(values["app_blob"].encode("ascii"), validate=True)
-        except UnicodeEncodeError as err:
-            raise CorruptedSessionError("app_blob is not ASCII") from err
-        except binascii.Error as err:
-            raise CorruptedSessionError("Cannot base64 decode app_blob") from err
-    if values.get("last_job_start_time") is not None:
-        values["last_job_start_time"] = float(values["last_job_start_time"])
-    return SessionMetaData(**values)
-
-
-def _parse_record(index: int, record: Any) -> IOLogRecord:
-    if not isinstance(record, list):
-        raise CorruptedSessionError(f"IO log record {index} is of incorrect type {type(record).__name__}")
-    if len(record) < 3:
-        raise MalformedSessionError(f"Missing value for key {len(record)} of IO log record {index}")
-    delay, stream, data = record[:3]
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
-        raise CorruptedSessionError(f"IOLogRecord has invalid delay {delay!r}")
-    if delay < 0:
-        raise CorruptedSessionError(f"IOLogRecord delay cannot be negative ({delay})")
-    if stream not in STREAMS:
-        raise CorruptedSessionError(f"IOLogRecord has invalid stream name {stream!r}")
-    if not isinstance(data, str):
-        raise CorruptedSessionError(f"IOLogRecord data is of incorrect type {type(data).__name__}")
-    try:
-        raw = base64.b64decode(data.encode("ascii"), validate=True)
-    except UnicodeEncodeError as err:
-        raise CorruptedSessionError(f"record data {data[:40]!r} is not ASCII") from err
-    except binascii.Error as err:
-        raise CorruptedSessionError(f"record data {data[:40]!r} is not correct base64") from err
-    return IOLogRecord(delay, stream, raw)
-
-
-def _parse_result(obj: Any, version: int, location: str | None) -> JobResult:
-    if not isinstance(obj, dict):
-        raise CorruptedSessionError(f"Value of result is of incorrect type {type(obj).__name__}")
-    outcome = _get(obj, "outcome", (str,), nullable=True)
-    if outcome is not None and outcome not in OUTCOMES:
-        allowed = sorted([*OUTCOMES, None], key=str)
-        raise CorruptedSessionError(f"Value for key 'outcome' not in allowed set {allowed!r}")
-    fields = {"outcome": outcome,
-              "comments": _get(obj, "comments", (str,), nullable=True),
-              "return_code": _get(obj, "return_code", (int,), nullable=True),
-              "execution_duration": _get(obj, "execution_duration", (float, int), nullable=True)}
-    if "io_log_filename" in obj:
-        name = _get(obj, "io_log_filename", (str,))
-        if version >= 5 and not os.path.isabs(name):
-            if location is None:
-                raise InvalidValue(f"IO log file name {name!r} is relative to the storage:"
-                                   " resuming it needs the storage location")
-            name = os.path.join(location, name)
-        return DiskJobResult({**fields, "io_log_filename": name})
-    records = _get(obj, "io_log", (list,))
-    return MemoryJobResult({**fields, "io_log": [_parse_record(i, r) for i, r in enumerate(records)]})
-
-
-def parse(data: bytes, location: str | None = None) -> SavedSession:
-    """Decode and check checkpoint bytes without touching any job or file.
-
-    :raises SessionResumeError: (a subclass) for anything that cannot be read.
+    :raises InvalidType: if the job has neither as a string.
     """
-    version, session = decode(data)
-    saved = SavedSession(version, parse_metadata(version, session))
-    jobs = _get(session, "jobs", (dict,))
-    for job_id, checksum in jobs.items():
-        if not isinstance(checksum, str):
-            raise CorruptedSessionError(
-                f"Value of key {job_id!r} is of incorrect type {type(checksum).__name__}")
-    saved.jobs = dict(jobs)
-    for job_id, entries in _get(session, "results", (dict,)).items():
-        if job_id not in jobs:
-            raise MalformedSessionError(f"job {job_id!r} has results but no checksum in 'jobs'",
-                                        id=job_id)
-        if not isinstance(entries, list):
-            raise CorruptedSessionError(
-                f"Value of key {job_id!r} is of incorrect type {type(entries).__name__}")
-        history = [_parse_result(entry, version, location) for entry in entries]
-        saved.results[job_id] = [result for result in history if not result.is_hollow]
-    saved.desired_job_list = _strings(_get(session, "desired_job_list", (list,)), "job id")
-    if version >= 6:
-        saved.mandatory_job_list = _strings(_get(session, "mandatory_job_list", (list,)), "job id")
-    if version >= 8:
-        saved.system_information = _get(session, "system_information", (dict,))
-    return saved
+    name = getattr(job, "jobname", None)
+    if not isinstance(name, str):
+        name = getattr(job, "id", None)
+    if not isinstance(name, str):
+        raise InvalidType(f"a job needs a jobname (or a PlainBox id), {job!r} has none")
+    return name
 
 
-class SessionPeekHelper:
-    """Reads only the metadata of a checkpoint (cheap: no job is matched or rebuilt)."""
+class ResumeDiscardQualifier:
+    """The jobs a resume drops: every job whose id is not in ``retain_id_set``.
 
-    def peek(self, data: bytes) -> SessionMetaData:
-        """The metadata saved in ``data``.
+    PlainBox's job qualifier of that name, with its vote numbers: a retained
+    job gets :attr:`VOTE_IGNORE`, any other :attr:`VOTE_INCLUDE` (included
+    in what is discarded).  Ids match exactly, never as patterns.
+    """
 
-        :raises SessionResumeError: (a subclass) if the envelope or the
-            metadata cannot be read.
-        """
-        version, session = decode(data)
-        return parse_metadata(version, session)
+    VOTE_EXCLUDE = 0
+    VOTE_INCLUDE = 1
+    VOTE_IGNORE = 2
+
+    def __init__(self, retain_id_set: Iterable[str]) -> None:
+        self._retain_id_set = frozenset(retain_id_set)
+
+    def get_simple_match(self, job: Any) -> bool:
+        """True if ``job`` is to be discarded."""
+        return job_id(job) not in self._retain_id_set
+
+    def get_vote(self, job: Any) -> int:
+        """:attr:`VOTE_INCLUDE` for a job to discard, :attr:`VOTE_IGNORE` for one to keep."""
+        return self.VOTE_INCLUDE if self.get_simple_match(job) else self.VOTE_IGNORE
+
+    def designates(self, job: Any) -> bool:
+        """True if ``job`` is to be discarded."""
+        return self.get_vote(job) == self.VOTE_INCLUDE
 
 
-class SessionResumeHelper:
-    """Rebuilds a :class:`SessionState` from checkpoint bytes.
+class FormatResumeHelper:
+    """Rebuilds a :class:`SessionState` from a checkpoint of format :attr:`VERSION`.
+
+    The base of ``SessionResumeHelper1`` to ``SessionResumeHelper11``.
 
     :param job_list: the jobs (tasks) the application defines now; every
         saved job is matched to one of them by id and checksum.
@@ -220,14 +121,17 @@ class SessionResumeHelper:
         (:meth:`SessionState.detached`).
     """
 
+    VERSION = 0
+
     def __init__(self, job_list: Iterable[Task], flags: Iterable[str] | None = None,
                  location: str | None = None) -> None:
         self.job_list = list(job_list)
         self.flags = frozenset(flags or ())
         self.location = location
 
-    def resume(self, data: bytes, early_cb: Callable[[SessionState], Any] | None = None) -> SessionState:
-        """Resume the session saved in ``data`` and return its state.
+    def resume_json(self, json_repr: Any, early_cb: Callable[[SessionState], Any] | None = None
+                    ) -> SessionState:
+        """Resume the session of a decoded checkpoint (``{"session": ..., "version": N}``).
 
         The state holds the application's job objects for every job saved in
         the checkpoint or named in its desired and mandatory lists, in the
@@ -236,18 +140,22 @@ class SessionResumeHelper:
         checked, before the state is filled; if it returns a state, that one
         is filled instead.
 
-        :raises CorruptedSessionError: if ``data`` cannot be decoded.
-        :raises IncompatibleSessionError: for an unsupported version or a malformed structure.
+        :raises CorruptedSessionError: if a value cannot be read.
+        :raises IncompatibleSessionError: for a document of another format or a malformed structure.
         :raises IncompatibleJobError: if a saved job is unknown or changed (see the flags).
         :raises BrokenReferenceToExternalFile: with ``file-reference-checks``,
             if a result names a missing IO log file.
         """
-        saved = parse(data, self.location)
+        session = check_format(json_repr, self.VERSION, type(self).__name__)
+        return self._restore(parse_session(self.VERSION, session, self.location), early_cb)
+
+    def _restore(self, saved: SavedSession, early_cb: Callable[[SessionState], Any] | None
+                 ) -> SessionState:
         units = self._units()
         keep, rewrite = self._match_jobs(saved, units)
         lists = {name: self._known(name, getattr(saved, name), units)
                  for name in ("desired_job_list", "mandatory_job_list")}
-        wanted = set(keep) | set(lists["desired_job_list"]) | set(lists["mandatory_job_list"])
+        discard = ResumeDiscardQualifier([*keep, *lists["desired_job_list"], *lists["mandatory_job_list"]])
         if FLAG_FILE_REFERENCE_CHECKS in self.flags:
             self._check_files(saved, keep)
         state = SessionState(self.location) if self.location is not None else SessionState.detached()
@@ -260,7 +168,7 @@ class SessionResumeHelper:
                                           f"{type(replacement).__name__}")
                     state.close()
                     state = replacement
-            state._take_jobs([job for name, job in units.items() if name in wanted], changed=rewrite)
+            state._take_jobs([job for job in units.values() if not discard.designates(job)], changed=rewrite)
         except BaseException:
             state.close()
             raise
@@ -275,9 +183,7 @@ class SessionResumeHelper:
     def _units(self) -> dict[str, Task]:
         units: dict[str, Task] = {}
         for job in self.job_list:
-            name = getattr(job, "jobname", None)
-            if not isinstance(name, str):
-                raise InvalidType(f"job_list holds jobs with a jobname, not {job!r}")
+            name = job_id(job)
             known = units.setdefault(name, job)
             if known is not job and known.checksum != job.checksum:
                 raise InvalidValue(f"job_list has two different jobs named {name!r}", id=name)
@@ -322,5 +228,118 @@ class SessionResumeHelper:
                                                         path=path, id=name)
 
 
-__all__ = ["FLAG_DISCARD_INCOMPATIBLE_JOBS", "FLAG_FILE_REFERENCE_CHECKS", "FLAG_IGNORE_JOB_CHECKSUMS",
-           "SavedSession", "SessionPeekHelper", "SessionResumeHelper", "parse", "parse_metadata"]
+class SessionResumeHelper1(FormatResumeHelper):
+    """Resumes format 1: current results only, no ``app_blob`` or ``app_id``."""
+
+    VERSION = 1
+
+
+class SessionResumeHelper2(FormatResumeHelper):
+    """Resumes format 2: adds ``metadata.app_blob``."""
+
+    VERSION = 2
+
+
+class SessionResumeHelper3(FormatResumeHelper):
+    """Resumes format 3: adds ``metadata.app_id``."""
+
+    VERSION = 3
+
+
+class SessionResumeHelper4(FormatResumeHelper):
+    """Resumes format 4: whole result histories."""
+
+    VERSION = 4
+
+
+class SessionResumeHelper5(FormatResumeHelper):
+    """Resumes format 5: IO log names relative to the storage."""
+
+    VERSION = 5
+
+
+class SessionResumeHelper6(FormatResumeHelper):
+    """Resumes format 6: ``mandatory_job_list`` (the newest PlainBox 0.38 reads)."""
+
+    VERSION = 6
+
+
+class SessionResumeHelper7(FormatResumeHelper):
+    """Resumes format 7: adds ``metadata.last_job_start_time``."""
+
+    VERSION = 7
+
+
+class SessionResumeHelper8(FormatResumeHelper):
+    """Resumes format 8: adds ``system_information``."""
+
+    VERSION = 8
+
+
+class SessionResumeHelper9(FormatResumeHelper):
+    """Resumes format 9 (read as format 8)."""
+
+    VERSION = 9
+
+
+class SessionResumeHelper10(FormatResumeHelper):
+    """Resumes format 10 (read as format 8)."""
+
+    VERSION = 10
+
+
+class SessionResumeHelper11(FormatResumeHelper):
+    """Resumes format 11: adds ``metadata.remaining_todo_jobs``."""
+
+    VERSION = 11
+
+
+#: The resume helper of each format version.
+RESUME_HELPERS: dict[int, type[FormatResumeHelper]] = {
+    helper.VERSION: helper for helper in (
+        SessionResumeHelper1, SessionResumeHelper2, SessionResumeHelper3, SessionResumeHelper4,
+        SessionResumeHelper5, SessionResumeHelper6, SessionResumeHelper7, SessionResumeHelper8,
+        SessionResumeHelper9, SessionResumeHelper10, SessionResumeHelper11)}
+
+
+class SessionResumeHelper:
+    """Resumes checkpoints of any format: decodes them and hands them to the helper of their version.
+
+    Parameters as :class:`FormatResumeHelper`.
+    """
+
+    def __init__(self, job_list: Iterable[Task], flags: Iterable[str] | None = None,
+                 location: str | None = None) -> None:
+        self.job_list = list(job_list)
+        self.flags = frozenset(flags or ())
+        self.location = location
+
+    def resume(self, data: bytes, early_cb: Callable[[SessionState], Any] | None = None) -> SessionState:
+        """Resume the session saved in ``data`` (see :meth:`FormatResumeHelper.resume_json`).
+
+        :raises CorruptedSessionError: if ``data`` cannot be decoded.
+        :raises IncompatibleSessionError: for an unsupported version or a malformed structure.
+        """
+        return self.resume_json(loads(data), early_cb)
+
+    def resume_json(self, json_repr: Any, early_cb: Callable[[SessionState], Any] | None = None
+                    ) -> SessionState:
+        """Resume a decoded checkpoint of any supported format."""
+        version, _ = check_root(json_repr)
+        return RESUME_HELPERS[version](self.job_list, self.flags, self.location).resume_json(
+            json_repr, early_cb)
+
+
+__all__ = [
+    "FLAG_DISCARD_INCOMPATIBLE_JOBS", "FLAG_FILE_REFERENCE_CHECKS", "FLAG_IGNORE_JOB_CHECKSUMS",
+    "BrokenReferenceToExternalFile", "CorruptedSessionError", "FormatPeekHelper", "FormatResumeHelper",
+    "IncompatibleJobError", "IncompatibleSessionError", "PEEK_HELPERS", "RESUME_HELPERS",
+    "ResumeDiscardQualifier", "SavedSession", "SessionPeekHelper", "SessionPeekHelper1",
+    "SessionPeekHelper2", "SessionPeekHelper3", "SessionPeekHelper4", "SessionPeekHelper5",
+    "SessionPeekHelper6", "SessionPeekHelper7", "SessionPeekHelper8", "SessionPeekHelper9",
+    "SessionPeekHelper10", "SessionPeekHelper11", "SessionResumeError", "SessionResumeHelper",
+    "SessionResumeHelper1", "SessionResumeHelper2", "SessionResumeHelper3", "SessionResumeHelper4",
+    "SessionResumeHelper5", "SessionResumeHelper6", "SessionResumeHelper7", "SessionResumeHelper8",
+    "SessionResumeHelper9", "SessionResumeHelper10", "SessionResumeHelper11", "job_id", "parse",
+    "parse_metadata",
+]

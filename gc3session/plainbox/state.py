@@ -78,7 +78,10 @@ class SessionState(Session):
     """The jobs of one PlainBox session, their results and the session metadata.
 
     :param location: the storage directory (created if needed); the tasks
-        live in its ``tasks/`` subdirectory.
+        live in its ``tasks/`` subdirectory.  PlainBox's signature,
+        ``SessionState(unit_list)``, is accepted too: given a list (or any
+        iterable that is not a path) of jobs, the state is *detached* (see
+        :meth:`detached`) and holds those jobs.
     :param durable: fsync every write (default).
 
     It is a :class:`~gc3session.Session` (``add``, ``list_names``,
@@ -88,7 +91,14 @@ class SessionState(Session):
     :attr:`system_information`.
     """
 
-    def __init__(self, location: "str | os.PathLike[str]", *, durable: bool = True) -> None:
+    def __init__(self, location: "str | os.PathLike[str] | Iterable[Task]", *,
+                 durable: bool = True) -> None:
+        units: list[Task] = []
+        if isinstance(location, (bytes, bytearray)):
+            raise InvalidType("a session state's location must be a str path (or a list of jobs), not bytes")
+        if not isinstance(location, (str, os.PathLike)):
+            units = list(location)
+            location = _scratch_directory()
         self.location = os.path.abspath(os.fspath(location))
         self.metadata = SessionMetaData()
         self.system_information: dict[str, Any] = {}
@@ -100,6 +110,14 @@ class SessionState(Session):
             name = getattr(task, "jobname", None)
             if isinstance(name, str) and name not in self._job_states:
                 self._job_states[name] = JobState(task)
+        if units:
+            try:
+                for unit in units:
+                    self.add(unit, flush=False)
+                self.flush()
+            except BaseException:
+                self.close()
+                raise
 
     @classmethod
     def detached(cls) -> "SessionState":
@@ -109,9 +127,7 @@ class SessionState(Session):
         but gone at exit unless :meth:`SessionManager.create_with_state`
         copies it into a storage.
         """
-        path = tempfile.mkdtemp(prefix="gc3session-plainbox-")
-        atexit.register(shutil.rmtree, path, True)
-        return cls(path)
+        return cls(_scratch_directory())
 
     # --- jobs -------------------------------------------------------------------
     @property
@@ -303,6 +319,13 @@ class SessionState(Session):
         return f"<SessionState {self.location} ({len(self)} jobs)>"
 
 
+def _scratch_directory() -> str:
+    """A new temporary directory for a detached state, removed when the program exits."""
+    path = tempfile.mkdtemp(prefix="gc3session-plainbox-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def _ids(jobs: Iterable["Task | str"]) -> list[str]:
     """Job ids of ``jobs`` (tasks or ids), first occurrence of each kept."""
     ids = []
@@ -326,4 +349,4 @@ def _fresh_copy(task: Task) -> Task:
     return clone
 
 
-__all__ = ["INLINE_IO_LOG_LIMIT", "IO_LOGS_DIR", "JobState", "SessionState", "TASKS_DIR"]
+__all__ = ["INLINE_IO_LOG_LIMIT", "IO_LOGS_DIR", "JobState", "SessionMetaData", "SessionState", "TASKS_DIR"]

@@ -15,10 +15,18 @@ through :mod:`gc3session.fsio`:
 3. rename it over ``session`` (atomic), ``fsync`` the directory.
 
 A reader therefore always finds the last complete checkpoint, or none.
+
 Unlike PlainBox, a failing write, fsync or rename raises the real error
 (:class:`~gc3session.exceptions.StoreWriteError`, naming the file, the step
 and the errno) instead of being logged or reported as success; a failed
 save removes its ``session.next`` whenever the disk lets it.
+
+*Legacy mode* (PlainBox's single-session mode, ``create(..., legacy_mode=True)``)
+also points the symlink ``last-session`` of the repository at the new
+storage, replaced atomically; :meth:`SessionStorageRepository.get_last_storage`
+follows it.  Unlike PlainBox, the storage the link pointed to before is kept
+(PlainBox removed it with everything in it): a session is never deleted as a
+side effect of starting another.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ SESSION_FILE_NEXT = "session.next"
 STORAGE_SUFFIX = ".session"
 #: The ``strftime`` format of the timestamp in storage names (UTC, as PlainBox).
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H.%M.%S"
+#: The symlink of a repository that legacy mode points at its newest storage.
+LAST_SESSION_SYMLINK = "last-session"
 #: How many ``_(n)`` suffixes ``create`` tries before giving up.
 MAX_CLASHES = 10_000
 
@@ -65,6 +75,9 @@ class SessionStorageRepository:
         :meth:`get_default_location`.  It need not exist yet:
         :meth:`SessionStorage.create` creates it.
     """
+
+    #: PlainBox's name for :data:`LAST_SESSION_SYMLINK` (its tests and tools use it).
+    _LAST_SESSION_SYMLINK = LAST_SESSION_SYMLINK
 
     def __init__(self, location: "str | os.PathLike[str] | None" = None) -> None:
         self._location = os.fspath(location) if location is not None else self.get_default_location()
@@ -134,6 +147,25 @@ class SessionStorageRepository:
     def __iter__(self) -> Iterator["SessionStorage"]:
         return iter(self.get_storage_list())
 
+    def get_last_storage(self) -> "SessionStorage | None":
+        """The storage the ``last-session`` symlink points to (legacy mode), or None.
+
+        None when there is no such link, or when it does not lead to a
+        directory (a dangling link).  A relative link is taken relative to
+        the repository.
+        """
+        link = os.path.join(self._location, LAST_SESSION_SYMLINK)
+        try:
+            target = os.readlink(link)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            if err.errno == errno.EINVAL:  # a plain file or directory of that name, not a link
+                return None
+            raise
+        location = os.path.join(self._location, target)
+        return SessionStorage(location) if os.path.isdir(location) else None
+
 
 class SessionStorage:
     """One session directory and its checkpoint file.
@@ -176,7 +208,8 @@ class SessionStorage:
         return os.path.join(self._location, SESSION_FILE_NEXT)
 
     @classmethod
-    def create(cls, base_dir: "str | os.PathLike[str]", prefix: str = "pbox-") -> "SessionStorage":
+    def create(cls, base_dir: "str | os.PathLike[str]", legacy_mode: bool = False,
+               prefix: str = "pbox-") -> "SessionStorage":
         """Create a new, empty storage in ``base_dir`` (created if needed).
 
         Its name is ``slugify(prefix)`` + the UTC time to the second +
@@ -185,8 +218,18 @@ class SessionStorage:
         which fails if another process got there first, so two processes
         never share a storage (PlainBox checked, then created).
 
-        :raises StoreWriteError: if ``base_dir`` or the storage cannot be created.
+        :param legacy_mode: also point ``base_dir/last-session`` at the new
+            storage (the link is replaced atomically; the storage it pointed
+            to before is kept).
+        :raises InvalidType: if ``legacy_mode`` is not a bool (the second
+            positional parameter was the prefix before PlainBox's signature
+            was adopted: pass ``prefix=`` by name).
+        :raises StoreWriteError: if ``base_dir``, the storage or the link
+            cannot be created.
         """
+        if not isinstance(legacy_mode, bool):
+            raise InvalidType(f"legacy_mode must be a bool, not {type(legacy_mode).__name__}"
+                              " (pass the prefix as prefix=...)")
         base = os.fspath(base_dir)
         fsio.make_dirs(base)
         stem = slugify(prefix) + datetime.datetime.now(datetime.timezone.utc).strftime(TIMESTAMP_FORMAT)
@@ -195,13 +238,17 @@ class SessionStorage:
             location = os.path.join(base, name)
             try:
                 if fsio.make_dirs(location):
-                    return cls(location)
+                    break
             except StoreWriteError as err:
                 if err.context.get("errno") != errno.EEXIST:
                     raise
                 continue  # a file of that name: try the next suffix
-        raise StoreWriteError(f"cannot create a storage in {base!r}: {MAX_CLASHES} names taken",
-                              path=base, step="mkdir", errno=errno.EEXIST)
+        else:
+            raise StoreWriteError(f"cannot create a storage in {base!r}: {MAX_CLASHES} names taken",
+                                  path=base, step="mkdir", errno=errno.EEXIST)
+        if legacy_mode:
+            _point_last_session(base, location)
+        return cls(location)
 
     def load_checkpoint(self) -> bytes:
         """The data of the last complete checkpoint; ``b''`` if there is none yet.
@@ -287,5 +334,18 @@ class SessionStorage:
             shutil.rmtree(self._location, onerror=complain)
 
 
-__all__ = ["LockedStorageError", "SESSION_FILE", "SESSION_FILE_NEXT", "SessionStorage",
-           "SessionStorageRepository", "slugify"]
+def _point_last_session(base: str, location: str) -> None:
+    """Make ``base/last-session`` a symlink to ``location``: a new link renamed over the old one."""
+    link = os.path.join(base, LAST_SESSION_SYMLINK)
+    tmp = os.path.join(base, fsio.tmp_name(LAST_SESSION_SYMLINK))
+    try:
+        os.symlink(location, tmp)
+    except OSError as err:
+        raise StoreWriteError(f"cannot create the symlink {tmp!r}: {err.strerror or err}",
+                              path=tmp, step="symlink", errno=err.errno) from err
+    fsio.commit_tmp(tmp, link)
+    fsio.fsync_dir(base)
+
+
+__all__ = ["LAST_SESSION_SYMLINK", "LockedStorageError", "SESSION_FILE", "SESSION_FILE_NEXT",
+           "SessionStorage", "SessionStorageRepository", "slugify"]

@@ -18,10 +18,14 @@ storage directory when ``session_dir`` is given and the file is inside it).
 Durations and times are written as floats, as PlainBox's reader requires.
 
 An older version can be asked for, to hand a session to an older PlainBox
-(0.38 reads versions 1 to 6): it leaves out the metadata fields and
+(0.38 reads versions 1 to 6), with ``SessionSuspendHelper(version)`` or the
+helper named after it (``SessionSuspendHelper1`` to ``SessionSuspendHelper11``,
+as in PlainBox): it leaves out the metadata fields and
 ``system_information`` that version did not have, writes absolute IO log
 names before version 5, and before version 4 the current result of every
-job instead of the histories.
+job instead of the histories.  Version 6 writes ``custom_joblist`` and
+``rejected_jobs`` only when they hold something (PlainBox 0.38's version 6
+had neither, so an empty session is byte for byte what it writes).
 """
 
 from __future__ import annotations
@@ -90,7 +94,10 @@ class SessionSuspendHelper:
                   "rejected_jobs": list(meta.rejected_jobs),
                   "last_job_start_time": None if start is None else float(start),
                   "remaining_todo_jobs": bool(meta.remaining_todo_jobs)}
-        return {key: values[key] for since, key, *_ in METADATA_FIELDS if self.version >= since}
+        defaults = {"custom_joblist": False, "rejected_jobs": []}
+        return {key: values[key] for since, key, _, _, required in METADATA_FIELDS
+                if self.version >= since
+                and (required or self.version > since or values[key] != defaults.get(key))}
 
     @staticmethod
     def _result_repr(result: JobResult, session_dir: str | None) -> dict[str, Any]:
@@ -126,10 +133,73 @@ class SessionSuspendHelper:
         return out
 
 
+class SessionSuspendHelper1(SessionSuspendHelper):
+    """Writes format 1: current results, title, flags and running job only."""
+
+    VERSION = 1
+
+
+class SessionSuspendHelper2(SessionSuspendHelper):
+    """Writes format 2: adds ``app_blob``."""
+
+    VERSION = 2
+
+
+class SessionSuspendHelper3(SessionSuspendHelper):
+    """Writes format 3: adds ``app_id``."""
+
+    VERSION = 3
+
+
+class SessionSuspendHelper4(SessionSuspendHelper):
+    """Writes format 4: whole result histories."""
+
+    VERSION = 4
+
+
+class SessionSuspendHelper5(SessionSuspendHelper):
+    """Writes format 5: IO log names relative to the storage."""
+
+    VERSION = 5
+
+
 class SessionSuspendHelper6(SessionSuspendHelper):
     """Writes format 6: the newest one PlainBox releases before 2020 (0.38 among them) read."""
 
     VERSION = 6
 
 
-__all__ = ["SessionSuspendHelper", "SessionSuspendHelper6"]
+class SessionSuspendHelper7(SessionSuspendHelper):
+    """Writes format 7: adds ``last_job_start_time``."""
+
+    VERSION = 7
+
+
+class SessionSuspendHelper8(SessionSuspendHelper):
+    """Writes format 8: adds ``system_information``."""
+
+    VERSION = 8
+
+
+class SessionSuspendHelper9(SessionSuspendHelper):
+    """Writes format 9 (as format 8)."""
+
+    VERSION = 9
+
+
+class SessionSuspendHelper10(SessionSuspendHelper):
+    """Writes format 10 (as format 8)."""
+
+    VERSION = 10
+
+
+class SessionSuspendHelper11(SessionSuspendHelper):
+    """Writes format 11, the current one."""
+
+    VERSION = 11
+
+
+__all__ = ["SessionSuspendHelper", "SessionSuspendHelper1", "SessionSuspendHelper2",
+           "SessionSuspendHelper3", "SessionSuspendHelper4", "SessionSuspendHelper5",
+           "SessionSuspendHelper6", "SessionSuspendHelper7", "SessionSuspendHelper8",
+           "SessionSuspendHelper9", "SessionSuspendHelper10", "SessionSuspendHelper11"]
