@@ -7,9 +7,8 @@ On-disk layout (format 1)
     <directory>/
         .lock          empty; flock()ed while allocating ids and publishing
         .next_id       the next free sequence number, as decimal text
-        .states        state log: "<id> <state>" lines, the last line of an
-                       id wins ("!": removed, "?": being written; see below)
-        <shard>/<id>   one record per object (format: serialization module)
+        .states        the state log (gc3session.stores.statelog)
+        <shard>/<id>   one record per object (gc3session.persistence.record)
 
 ``<shard>`` is the sequence number divided by 1000, so a directory never
 holds more than 1000 records and ``fsync`` of a directory stays cheap at
@@ -23,27 +22,8 @@ the old record, and the shard directory is fsynced: a crash leaves the old or
 the new record, never a torn one.  ``.next_id`` is replaced the same way
 *before* any id of a new block is handed out, so ids are never reused.
 
-The state log
--------------
-``.states`` lists states without unpickling.  It is appended while the lock
-is held, so its order matches the renames, and it is not fsynced on its
-own.  Every write appends its lines twice: ``<id> ?`` for each record
-*before* the renames (or unlinks), and ``<id> <state>`` (``<id> !`` for a
-removal) after them.  A writer killed in between leaves ``?`` as the last
-word about the ids of that batch, so the log never silently lags behind
-the records: a reader takes the state of such an id from its record header
-(a missing record: removed), and the next writer appends what it found, so
-the log reconciles itself without any repair.  (On ext4 in ordered mode the
-``?`` lines, written before the renames, reach the disk no later than the
-renames do; on other file systems a power cut can still leave the log
-behind, which ``gsession fsck`` reports and repairs from the records.)
-
-The log compacts itself: when it has grown past twice its size after the
-last compaction (plus 64 KiB), the writer holding the lock rewrites it with
-one line per record.  A compacted log starts with ``#<size> <highest>``: its
-size then, so every handle (also short-lived ones) knows when to compact
-again, and the highest id number it had seen, so that a counter rebuilt from
-the log never hands out the id of a record removed before the compaction.
+The state log (``.states``) lists states without unpickling; its format,
+and how it stays right across crashes, is :mod:`gc3session.stores.statelog`'s.
 
 Several processes (and hosts sharing the directory over a file system with
 working ``flock``) may use one store: ids come from the locked counter, and
@@ -55,8 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
-from typing import Any, ContextManager, Iterable
+from typing import Any, ContextManager
 
 from gc3session import fsio, locking
 from gc3session.exceptions import (
@@ -68,23 +47,16 @@ from gc3session.exceptions import (
     RecordNotFoundError,
     StoreWriteError,
 )
-from gc3session.persistence.idfactory import ID_PATTERN, IdFactory, is_valid_id, seqno_of
+from gc3session.persistence.idfactory import IdFactory, is_valid_id, seqno_of
 from gc3session.persistence.record import Record, parse_header
 from gc3session.persistence.recordstore import RecordStore
 from gc3session.persistence.store import Finding, tmp_file_findings
 from gc3session.persistence.url import StoreUrl
+from gc3session.stores.statelog import REMOVED, WRITING, StateLog
 
 SHARD_SIZE = 1000
 LOCK_FILE = ".lock"
 COUNTER_FILE = ".next_id"
-STATES_FILE = ".states"
-_REMOVED = "!"
-_WRITING = "?"
-_COMPACT_MIN_BYTES = 64 << 10
-#: A state log whose every line is "<id> <state>" (anything else takes the line-by-line fold).
-_WELL_FORMED_STATES = re.compile(rf"(?:{ID_PATTERN} [!-~]+\n)*".encode())
-#: The id at the start of each line of the state log.
-_LOGGED_ID = re.compile(rf"^({ID_PATTERN}) ".encode(), re.MULTILINE)
 #: Batches at least this large are synced with one ``syncfs`` instead of an fsync per file.
 GROUP_SYNC_MIN = 8
 #: Batches touching at least this many shards commit their renames with one ``syncfs``.
@@ -125,7 +97,8 @@ class FilesystemStore(RecordStore):
         super().__init__(url, durable=durable, trusted=trusted, readonly=readonly,
                          idfactory=idfactory)
         self.directory = url.path
-        self._compact_at = -1
+        self._log = StateLog(url.path, durable=durable, state_of=self._record_state,
+                             next_id=self._peek_counter)
 
     # --- paths -------------------------------------------------------------
     def _shard(self, pid: str) -> str:
@@ -189,11 +162,7 @@ class FilesystemStore(RecordStore):
         seen, so ids of removed records are not handed out again.
         """
         seqnos = [seqno_of(pid) for pid in self._list_ids()]
-        with contextlib.suppress(OSError):
-            log = fsio.read_bytes(os.path.join(self.directory, STATES_FILE))
-            seqnos.extend(seqno_of(pid.decode("ascii"))
-                          for pid in _LOGGED_ID.findall(log))
-            seqnos.append(_compaction_header(log[:64])[1])
+        seqnos.append(self._log.highest_id_number())
         return max(seqnos, default=0) + 1
 
     def _write(self, records: list[Record]) -> None:
@@ -225,7 +194,7 @@ class FilesystemStore(RecordStore):
         with self._locked():
             committed: list[Record] = []
             try:
-                self._append_states(_log_lines((r.id, _WRITING) for r in records))
+                self._log.append((r.id, WRITING) for r in records)
                 for record, (tmp, target) in zip(records, pending):
                     fsio.commit_tmp(tmp, target)
                     committed.append(record)
@@ -234,7 +203,7 @@ class FilesystemStore(RecordStore):
                     fsio.discard(tmp)  # the one that failed to rename is gone already
                 raise
             finally:
-                self._append_states(_log_lines((r.id, r.state) for r in committed))
+                self._log.append((r.id, r.state) for r in committed)
         if self.durable:
             self._sync_shards({os.path.dirname(t) for _, t in pending})
 
@@ -257,12 +226,12 @@ class FilesystemStore(RecordStore):
     def _delete(self, pids: list[str]) -> None:
         shards = set()
         with self._locked():
-            self._append_states(_log_lines((pid, _WRITING) for pid in pids))
+            self._log.append((pid, WRITING) for pid in pids)
             for pid in pids:
                 path = self.location(pid)
                 if fsio.unlink(path):
                     shards.add(os.path.dirname(path))
-            self._append_states(_log_lines((pid, _REMOVED) for pid in pids))
+            self._log.append((pid, REMOVED) for pid in pids)
         if self.durable:
             self._sync_shards(shards)
 
@@ -303,113 +272,28 @@ class FilesystemStore(RecordStore):
             return states
         return {pid: states[pid] for pid in pids if pid in states}
 
-    # --- the state log -------------------------------------------------------
     def _read_states_log(self) -> dict[str, str | None] | None:
-        """``{id: state}`` from ``.states`` (records being written: from their headers).
+        """``{id: state}`` from the state log; None if there is none (read the headers then).
 
-        None if there is no log (then the headers are read instead).
+        Ids that a writer marked and then stopped are settled from their
+        records; a writable store also appends what it found (under the
+        lock), so that later readers need not look.
         """
-        folded = self._fold_states_log()
+        folded = self._log.fold()
         if folded is None:
-            return None
-        unsure = [pid for pid, state in folded.items() if state == _WRITING]
+            return {} if not self._shards() else None
+        unsure = StateLog.unsure(folded)
         if unsure:
-            self._settle(folded, unsure)
+            if self.readonly:
+                self._log.settle(folded, unsure)
+            else:
+                with self._locked():
+                    self._log.append(self._log.settle(folded, unsure))
         return folded
 
-    def _fold_states_log(self) -> dict[str, str | None] | None:
-        """Fold ``.states`` into ``{id: state}``, ``?`` left where a writer stopped."""
-        path = os.path.join(self.directory, STATES_FILE)
-        try:
-            data = fsio.read_bytes(path)
-        except FileNotFoundError:
-            return {} if not self._shards() else None
-        except OSError as err:  # not a directory, a symlink (ELOOP), unreadable
-            raise LoadError(f"cannot read the state log {path}: {err.strerror}",
-                            location=path, cause=str(err)) from err
-        body = data[data.find(b"\n") + 1 if data.startswith(b"#") else 0:data.rfind(b"\n") + 1]
-        if _WELL_FORMED_STATES.fullmatch(body):
-            # The common case, checked by one regex pass: fold the "<id> <state>"
-            # pairs in C (the last line of an id wins) instead of line by line.
-            words = iter(body.decode("ascii").split())
-            folded: dict[str, str | None] = dict(zip(words, words))
-            if b" " + _REMOVED.encode() + b"\n" in body or b" -\n" in body:
-                folded = {pid: None if state == "-" else state
-                          for pid, state in folded.items() if state != _REMOVED}
-            return folded
-        states: dict[str, str | None] = {}
-        for line in body.split(b"\n")[:-1]:
-            pid, _, state = line.decode("ascii", "replace").partition(" ")
-            if state == _REMOVED:
-                states.pop(pid, None)
-            elif is_valid_id(pid) and state:
-                states[pid] = None if state == "-" else state
-        return states
-
-    def _settle(self, states: dict[str, str | None], unsure: list[str]) -> None:
-        """Replace the ``?`` of ``unsure`` ids in ``states`` by what their records say.
-
-        A writable store also appends what it found (under the lock, reading
-        the records again there), so that later readers need not look.
-        """
-        if self.readonly:
-            self._settle_from_records(states, unsure)
-            return
-        with self._locked():
-            found = self._settle_from_records(states, unsure)
-            self._append_states(_log_lines(found))
-
-    def _settle_from_records(self, states: dict[str, str | None],
-                             unsure: list[str]) -> list[tuple[str, str | None]]:
-        found: list[tuple[str, str | None]] = []
-        for pid in unsure:
-            try:
-                state = parse_header(self._read(pid)).state
-            except RecordNotFoundError:
-                states.pop(pid, None)
-                found.append((pid, _REMOVED))
-                continue
-            except (LoadError, ValueError):
-                states.pop(pid, None)  # unreadable: its state is unknown (fsck says why)
-                continue
-            states[pid] = state
-            found.append((pid, state))
-        return found
-
-    def _append_states(self, lines: bytes) -> None:
-        """Append to the state log (lock held); compact it when it has grown."""
-        if not lines:
-            return
-        path = os.path.join(self.directory, STATES_FILE)
-        # The log is a cache: an unterminated last line (a torn append) is cut
-        # off first, so the new lines never glue onto it.
-        fsio.append(path, lines, durable=False, cut_tail=lambda _tail: True)
-        size = os.stat(path).st_size
-        if self._compact_at < 0:
-            self._compact_at = 2 * _compaction_header(_read_head(path))[0] + _COMPACT_MIN_BYTES
-        if size > self._compact_at:
-            self._compact_states(path)
-
-    def _compact_states(self, path: str) -> None:
-        """Rewrite the log with one line per record (lock held)."""
-        states = self._fold_states_log() or {}
-        self._settle_from_records(states, [pid for pid, st in states.items() if st == _WRITING])
-        self._write_states_log(states.items())
-
-    def _write_states_log(self, pairs: Iterable[tuple[str, str | None]]) -> None:
-        """Replace the log (lock held) by ``pairs``, headed by ``#<size> <highest id number>``.
-
-        The highest number is the log's and the counter's, so that a counter
-        rebuilt later (:meth:`_scan_next_seqno`) stays above removed ids the
-        compacted log no longer names.
-        """
-        pairs = list(pairs)
-        path = os.path.join(self.directory, STATES_FILE)
-        highest = max([seqno_of(pid) for pid, _ in pairs]
-                      + [_compaction_header(_read_head(path))[1], (self._peek_counter() or 1) - 1])
-        body = _log_lines(pairs)
-        fsio.atomic_write(path, b"#%d %d\n" % (len(body), highest) + body, durable=self.durable)
-        self._compact_at = 2 * len(body) + _COMPACT_MIN_BYTES
+    def _record_state(self, pid: str) -> str | None:
+        """The state in the header of record ``pid`` (raises as :meth:`_read` does, or ValueError)."""
+        return parse_header(self._read(pid)).state
 
     # --- what tools ask ----------------------------------------------------
     def exists(self) -> bool:
@@ -445,7 +329,7 @@ class FilesystemStore(RecordStore):
         return findings
 
     def _stale_states(self) -> list[Finding]:
-        log = os.path.join(self.directory, STATES_FILE)
+        log = self._log.path
         try:
             log_mtime = os.stat(log).st_mtime_ns
         except FileNotFoundError:
@@ -489,39 +373,12 @@ class FilesystemStore(RecordStore):
                     pairs.append((pid, parse_header(self._read(pid)).state))
                 except (LoadError, ValueError):
                     continue
-            self._write_states_log(pairs)
+            self._log.rewrite(pairs)
 
 
 def _some(ids: list[str], limit: int = 5) -> str:
     text = ", ".join(ids[:limit])
     return text + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
-
-
-def _log_lines(pairs: Iterable[tuple[str, str | None]]) -> bytes:
-    """``<id> <state>`` lines of the state log (``-`` for an object without a state)."""
-    return b"".join(b"%s %s\n" % (pid.encode(), (state or "-").encode()) for pid, state in pairs)
-
-
-def _read_head(path: str) -> bytes:
-    """The first bytes of the log (where a compaction header is), or b"" if unreadable."""
-    try:
-        fd = fsio.open_regular(path, os.O_RDONLY)
-    except OSError:
-        return b""
-    try:
-        return os.pread(fd, 64, 0)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-
-
-def _compaction_header(head: bytes) -> tuple[int, int]:
-    """``(size, highest id number)`` of a ``#<size> <highest>`` header line, else zeros."""
-    match = re.match(rb"#([0-9]{1,18})(?: ([0-9]{1,19}))?\n", head)
-    if match is None:
-        return 0, 0
-    return int(match[1]), int(match[2] or 0)
 
 
 def make_filesystemstore(url: StoreUrl, **kwargs: Any) -> FilesystemStore:

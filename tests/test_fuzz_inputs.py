@@ -174,7 +174,8 @@ def test_index_parse_keeps_the_first_of_each_id(ids: list[str], torn: bytes) -> 
 def test_state_log_fold_matches_its_model(tmp_path_factory: pytest.TempPathFactory,
                                           lines: list[tuple[str, str]], torn: bytes) -> None:
     """Folding ``.states`` gives the last state of every id not removed after it."""
-    from gc3session.stores.filesystem import STATES_FILE, FilesystemStore
+    from gc3session.stores.filesystem import FilesystemStore
+    from gc3session.stores.statelog import STATES_FILE
     record(fuzz_cases=1)
     directory = tmp_path_factory.mktemp("states")
     (directory / STATES_FILE).write_bytes("".join(f"{i} {s}\n" for i, s in lines).encode() + torn)

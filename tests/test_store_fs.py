@@ -30,7 +30,8 @@ from gc3session.exceptions import (
 )
 from gc3session.persistence import StoreUrl
 from gc3session.stores import filesystem
-from gc3session.stores.filesystem import COUNTER_FILE, SHARD_SIZE, STATES_FILE, FilesystemStore
+from gc3session.stores.filesystem import COUNTER_FILE, SHARD_SIZE, FilesystemStore
+from gc3session.stores.statelog import STATES_FILE
 from gc3session.task import Task
 
 
