@@ -1,113 +1,52 @@
 """A store that keeps records as rows of one SQL table (SQLAlchemy 2 Core).
 
-Schema (version 1)
-------------------
-``<table>`` (default ``store``)::
-
-    id     VARCHAR(255) PRIMARY KEY   -- "Prefix.N"
-    data   BLOB                       -- the record bytes (serialization module)
-    state  VARCHAR(128) NULL, indexed -- execution.state of tasks, for plain SQL
-    cls    VARCHAR(255)               -- module:qualname of the object's class
-    ...    one column per ``extra_fields`` entry
-
-``gc3session_meta``, shared by every store table of a database::
-
-    key    VARCHAR(255) PRIMARY KEY   -- "schema:<table>", "next_id:<table>"
-    value  BIGINT
-
-``schema:<table>`` holds the schema version so that later versions can
-migrate (a table of a newer version is refused, not written over);
-``next_id:<table>`` is the id counter, advanced by an ``UPDATE`` in its own
-transaction (the row lock makes it unique across processes and hosts).  A
-counter row that is missing for a table that already holds records starts
-above the highest id in it, so ids are never handed out twice.  SQLite
-table names are case-insensitive, so its keys use the lower-case name: the
-tables ``Runs`` and ``runs`` are one table with one counter.  Missing
-``extra_fields`` columns are added with ``ALTER TABLE``.
-
-Transactions and retries
-------------------------
-A save writes the object and every child saved with it in one transaction.
-SQLite runs in WAL mode with a busy timeout, writers take the lock at
-``BEGIN IMMEDIATE`` (so two writers never deadlock on a lock upgrade), and
-"database is locked" is retried with back-off until a deadline, then raised
-as :class:`~gc3session.exceptions.StoreLockedError`.  PostgreSQL
-serialization failures, deadlocks and lock timeouts are retried the same
-way.  Reads (one id, many ids, the list of ids, the states) retry as writes
-do, and raise ``StoreLockedError`` with ``step="read"`` past the deadline:
-a SQLite connection can find the database locked when it opens, and a
-PostgreSQL ``lock_timeout`` cancels a read waiting behind ``ALTER TABLE``.
-
-``durable=False`` sets SQLite ``synchronous=OFF`` / PostgreSQL
-``synchronous_commit=off``.
+The tables, and how they are created and migrated, are described in
+:mod:`gc3session.stores.sqlschema`; connections, transactions and retries in
+:mod:`gc3session.stores.sqlengine`.  A save writes the object and every
+child saved with it in one transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
-import random
-import re
-import time
-import urllib.parse
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from gc3session import fsio
 from gc3session.exceptions import (
     IdAllocationError,
-    InvalidTableName,
     InvalidType,
     InvalidValue,
     LoadError,
     RecordNotFoundError,
-    StoreLockedError,
     StoreUnavailableError,
     StoreWriteError,
 )
-from gc3session.persistence.idfactory import IdFactory, is_valid_id, seqno_of
+from gc3session.persistence.idfactory import IdFactory
 from gc3session.persistence.record import Record
 from gc3session.persistence.recordstore import RecordStore
 from gc3session.persistence.url import StoreUrl
+from gc3session.stores.sqlengine import MEMORY, RETRY_DEADLINE, WRITE, make_engine, retry
+from gc3session.stores.sqlschema import (
+    BUILT_IN_COLUMNS,
+    DEFAULT_TABLE,
+    META_TABLE,
+    define_tables,
+    set_up,
+    validate_table_name,
+)
 
-SCHEMA_VERSION = 1
-META_TABLE = "gc3session_meta"
-DEFAULT_TABLE = "store"
-#: SQLite's name for a database that lives in memory only.
-MEMORY = ":memory:"
-RETRY_DEADLINE = 60.0
-#: PostgreSQL advisory lock key taken while creating or migrating tables.
-_SCHEMA_LOCK_KEY = 0x6763_3373  # "gc3s"
-_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
 ExtraFields = Mapping[sa.Column, Callable[[Any], Any]]  # type: ignore[type-arg]
-
-
-def validate_table_name(name: Any) -> str:
-    """Accept only plain identifiers as table names (no quoting tricks, no injection).
-
-    >>> validate_table_name("runs_2024")
-    'runs_2024'
-    >>> validate_table_name("x; DROP TABLE store")
-    Traceback (most recent call last):
-    ...
-    gc3session.exceptions.InvalidTableName: invalid SQL table name 'x; DROP TABLE store': ...
-    """
-    # The meta table's name is refused in any case: SQLite and MySQL fold case.
-    if not isinstance(name, str) or not _TABLE_RE.fullmatch(name) or name.lower() == META_TABLE:
-        raise InvalidTableName(
-            f"invalid SQL table name {name!r}: use letters, digits and _"
-            " (at most 63, not starting with a digit)", table=name)
-    return name
 
 
 class SqlStore(RecordStore):
@@ -156,7 +95,7 @@ class SqlStore(RecordStore):
         for column, func in (extra_fields or {}).items():
             if not isinstance(column, sa.Column) or not callable(func):
                 raise InvalidType("extra_fields must map sqlalchemy.Column objects to functions")
-            if column.name in ("id", "data", "state", "cls"):
+            if column.name in BUILT_IN_COLUMNS:
                 raise InvalidValue(f"extra field {column.name!r} clashes with a built-in column")
         self._extra_fields = dict(extra_fields or {})
         # SQLite folds table names to one case: one table, one set of meta rows.
@@ -238,195 +177,28 @@ class SqlStore(RecordStore):
         """True for SQLite databases (one writer at a time, file-based)."""
         return self.url.base_scheme == "sqlite"
 
-    def _sqlalchemy_url(self) -> sa.URL:
-        url = self.url
-        if self.is_sqlite:
-            return sa.URL.create(url.scheme, database=url.path or None)
-        drivername = url.scheme
-        if drivername == "postgresql":
-            drivername = "postgresql+psycopg"  # psycopg 3, our declared driver
-        query: dict[str, Any] = {}
-        for key, value in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
-            query.setdefault(key, []).append(value)
-        return sa.URL.create(drivername, username=url.username, password=url.password,
-                             host=url.host, port=url.port, database=url.database or None,
-                             query={k: v[0] if len(v) == 1 else tuple(v) for k, v in query.items()})
-
     def _make_engine(self) -> Engine:
-        if self.is_sqlite:
-            if self.readonly:
-                # With no -wal file no writer is active: "immutable" reads create no
-                # -wal/-shm files either, so a read-only open leaves the directory as it
-                # was.  With one, a writer may be working: plain read-only mode, which
-                # needs the shared-memory file to see its commits.
-                wal = os.path.exists(self.url.path + "-wal")
-                engine = sa.create_engine(
-                    f"sqlite:///file:{urllib.parse.quote(self.url.path)}?mode=ro"
-                    f"{'' if wal else '&immutable=1'}&uri=true",
-                    connect_args={"timeout": self.busy_timeout})
-            else:
-                if self.url.path not in ("", MEMORY):
-                    if not self._create and not os.path.exists(self.url.path):
-                        # SQLite would create an empty database here: a store that
-                        # should hold records must never be re-created silently.
-                        raise StoreUnavailableError(
-                            f"database file {self.url.path} does not exist (create=False);"
-                            " restore it, or fix the store URL", url=str(self.url),
-                            table=self.table_name, path=self.url.path)
-                    fsio.make_dirs(os.path.dirname(self.url.path), durable=self.durable)
-                    fsio.create_private(self.url.path)  # SQLite gives -wal/-shm the same mode
-                engine = sa.create_engine(self._sqlalchemy_url(),
-                                           connect_args={"timeout": self.busy_timeout})
-            synchronous = "FULL" if self.durable else "OFF"
-            busy_ms = int(self.busy_timeout * 1000)
-            journal = "" if self.readonly else "PRAGMA journal_mode=WAL"
-
-            @event.listens_for(engine, "connect")
-            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-                cursor = dbapi_conn.cursor()
-                if journal:
-                    cursor.execute(journal)
-                cursor.execute(f"PRAGMA synchronous={synchronous}")
-                cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
-                cursor.close()
-
-            @event.listens_for(engine, "begin")
-            def _on_begin(conn: Connection) -> None:
-                readonly = self.readonly or conn.get_execution_options().get("gc3session_readonly")
-                conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
-            return engine
-        engine = sa.create_engine(self._sqlalchemy_url(), pool_pre_ping=True)
-        if not self.durable and self.url.base_scheme == "postgresql":
-            @event.listens_for(engine, "connect")
-            def _on_pg_connect(dbapi_conn: Any, _record: Any) -> None:
-                with dbapi_conn.cursor() as cursor:
-                    cursor.execute("SET synchronous_commit = off")
-                dbapi_conn.commit()
-        return engine
-
-    def _data_type(self) -> Any:
-        return sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+        return make_engine(self.url, readonly=self.readonly, durable=self.durable,
+                           create=self._create, busy_timeout=self.busy_timeout)
 
     def _init_schema(self) -> None:
-        engine = self._engine_obj
-        assert engine is not None
-        metadata = sa.MetaData()
-        extra = [col._copy() for col in self._extra_fields]
-        table = sa.Table(
-            self.table_name, metadata,
-            sa.Column("id", sa.String(255), primary_key=True),
-            sa.Column("data", self._data_type(), nullable=False),
-            sa.Column("state", sa.String(128), nullable=True, index=True),
-            sa.Column("cls", sa.String(255), nullable=True),
-            *extra,
-        )
-        meta = sa.Table(META_TABLE, metadata,
-                        sa.Column("key", sa.String(255), primary_key=True),
-                        sa.Column("value", sa.BigInteger, nullable=False))
-        with engine.begin() as conn:
-            self._lock_schema(conn)
-            inspector = sa.inspect(conn)
-            # has_table() follows the database's own rules for names (SQLite:
-            # case-insensitive), where a lookup in get_table_names() would not.
-            had_table = inspector.has_table(self.table_name)
-            had_meta = inspector.has_table(META_TABLE)
-            if not had_table or (not had_meta and not self.readonly):
-                if not self._create:
-                    raise LoadError(f"no table {self.table_name} in {self.url} (create=False)",
-                                    location=self.location("-"), cause="missing table")
-                metadata.create_all(conn, checkfirst=True)
-            if had_table and not self.readonly:
-                # Schema migration: a table made by an earlier version, by GC3Pie
-                # (no ``cls``) or without a newly declared extra field.
-                have = {c["name"].lower() for c in inspector.get_columns(self.table_name)}
-                for column in table.columns:
-                    if column.name.lower() not in have:
-                        ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
-                        conn.exec_driver_sql(
-                            f"ALTER TABLE {conn.dialect.identifier_preparer.quote(self.table_name)}"
-                            f" ADD COLUMN {ddl}")
-            if had_meta:
-                self._check_schema_version(conn, meta)
-            if not self.readonly:
-                self._init_meta_rows(conn, table, meta, had_table)
+        table, meta = define_tables(self.table_name, self._extra_fields)
+        with self._writing() as conn:
+            set_up(conn, table, meta, meta_name=self._meta_name, create=self._create,
+                   readonly=self.readonly, location=self.location("-"))
         self._table_obj, self._meta_obj = table, meta
 
-    def _check_schema_version(self, conn: Connection, meta: sa.Table) -> None:
-        """Refuse a table whose schema is newer than this version knows (never write over it)."""
-        version = conn.execute(sa.select(meta.c.value)
-                               .where(meta.c.key == f"schema:{self._meta_name}")).scalar()
-        if version is not None and version > SCHEMA_VERSION:
-            raise StoreUnavailableError(
-                f"{self.location('-')} has schema version {version}; this gc3session reads"
-                f" version {SCHEMA_VERSION} and older: upgrade gc3session",
-                url=str(self.url), table=self.table_name)
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: it holds the write lock from its first statement)."""
+        engine = self._engine_obj if self._engine_obj is not None else self._engine
+        with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+            yield conn
 
-    def _init_meta_rows(self, conn: Connection, table: sa.Table, meta: sa.Table,
-                        had_table: bool) -> None:
-        """Insert the schema and counter rows that are missing.
-
-        A missing counter of a table that already has records (a table
-        copied in, a meta table dropped) starts above its highest id number.
-        """
-        key = f"schema:{self._meta_name}"
-        if conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).first() is None:
-            conn.execute(meta.insert().values(key=key, value=SCHEMA_VERSION))
-        key = f"next_id:{self._meta_name}"
-        if conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).first() is None:
-            first = 1
-            if had_table:
-                seqnos = [seqno_of(pid) for (pid,) in conn.execute(sa.select(table.c.id))
-                          if is_valid_id(pid)]
-                first = max(seqnos, default=0) + 1
-            conn.execute(meta.insert().values(key=key, value=first))
-
-    def _lock_schema(self, conn: Connection) -> None:
-        """Serialize schema set-up between processes (two ``CREATE TABLE`` would clash).
-
-        SQLite's ``BEGIN IMMEDIATE`` already holds the write lock; PostgreSQL
-        takes a transaction-scoped advisory lock, released at commit.
-        """
-        if conn.dialect.name == "postgresql" and not self.readonly:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                         {"key": _SCHEMA_LOCK_KEY})
-
-    # --- retries ---------------------------------------------------------------
     def _retry(self, operation: Callable[[], _T], step: str = "commit") -> _T:
-        """Run ``operation``, again with back-off while it fails with a transient error.
-
-        Writes and reads alike go through here: a SQLite connection can find
-        the database locked when it opens (another process is cleaning up
-        or recovering the WAL) as well as when it writes, and a PostgreSQL
-        ``lock_timeout`` can cancel a read as well as a write.  ``operation``
-        must start from scratch each time (a fresh connection, nothing kept
-        from the failed attempt).  Errors of the driver's own cursor (point
-        reads bypass SQLAlchemy) count like SQLAlchemy's.
-
-        :raises StoreLockedError: with ``step`` once ``retry_deadline`` has
-            passed; any other error is raised as it is, at once.
-        """
-        deadline = time.monotonic() + self.retry_deadline
-        delay = 0.005
-        while True:
-            try:
-                return operation()
-            except self._database_errors() as err:
-                if not _is_transient(err):
-                    raise
-                if time.monotonic() > deadline:
-                    raise StoreLockedError(
-                        f"{self.location('-')}: database stayed busy for {self.retry_deadline:g}s:"
-                        f" {getattr(err, 'orig', None) or err}", step=step,
-                        table=self.table_name) from err
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.5)
-
-    def _database_errors(self) -> tuple[type[Exception], ...]:
-        """SQLAlchemy's errors, and the driver's once the engine exists."""
-        if self._engine_obj is None:
-            return (sa.exc.DBAPIError,)
-        return (sa.exc.DBAPIError, self._engine_obj.dialect.loaded_dbapi.Error)
+        """Run ``operation`` again while it fails with a transient error (:func:`sqlengine.retry`)."""
+        return retry(operation, engine=self._engine_obj, deadline=self.retry_deadline, step=step,
+                     location=self.location("-"), table=self.table_name)
 
     # --- primitives --------------------------------------------------------------
     def location(self, pid: str) -> str:
@@ -438,7 +210,7 @@ class SqlStore(RecordStore):
         key = f"next_id:{self._meta_name}"
 
         def allocate() -> int:
-            with self._engine.begin() as conn:
+            with self._writing() as conn:
                 conn.execute(meta.update().where(meta.c.key == key)
                              .values(value=meta.c.value + n))
                 value = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
@@ -519,7 +291,7 @@ class SqlStore(RecordStore):
         table = self._tables
 
         def write() -> None:
-            with self._engine.begin() as conn:
+            with self._writing() as conn:
                 upsert = self._upsert(conn)
                 if upsert is not None:
                     conn.execute(upsert, rows)
@@ -570,7 +342,7 @@ class SqlStore(RecordStore):
 
         def read() -> dict[str, bytes]:
             result: dict[str, bytes] = {}
-            with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
+            with self._engine.connect() as conn:
                 for chunk in _chunks(pids, 500):
                     query = sa.select(table.c.id, table.c.data).where(table.c.id.in_(chunk))
                     result.update((row[0], bytes(row[1])) for row in conn.execute(query))
@@ -586,7 +358,7 @@ class SqlStore(RecordStore):
         table = self._tables
 
         def delete() -> None:
-            with self._engine.begin() as conn:
+            with self._writing() as conn:
                 for chunk in _chunks(pids, 500):
                     conn.execute(table.delete().where(table.c.id.in_(chunk)))
 
@@ -600,7 +372,7 @@ class SqlStore(RecordStore):
         table = self._tables
 
         def read() -> list[str]:
-            with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
+            with self._engine.connect() as conn:
                 return [row[0] for row in conn.execute(sa.select(table.c.id))]
 
         try:
@@ -615,7 +387,7 @@ class SqlStore(RecordStore):
 
         def read() -> dict[str, str | None]:
             result: dict[str, str | None] = {}
-            with self._engine.connect().execution_options(gc3session_readonly=True) as conn:
+            with self._engine.connect() as conn:
                 if pids is None:
                     result.update((row[0], row[1]) for row in conn.execute(query))
                 for chunk in _chunks(pids or [], 500):
@@ -654,19 +426,6 @@ class SqlStore(RecordStore):
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def _is_transient(err: Exception) -> bool:
-    """Errors worth retrying: SQLite busy/locked, PostgreSQL serialization/deadlock/lock timeout.
-
-    ``err`` is a SQLAlchemy error wrapping the driver's, or the driver's own.
-    """
-    orig = err.orig if isinstance(err, sa.exc.DBAPIError) else err
-    text = str(orig).lower()
-    if "database is locked" in text or "database is busy" in text or "database table is locked" in text:
-        return True
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    return sqlstate in ("40001", "40P01", "55P03")
 
 
 def make_sqlstore(url: StoreUrl, **kwargs: Any) -> SqlStore:

@@ -205,11 +205,13 @@ def test_emptied_sql_table_never_reuses_listed_ids(tmp_path: Any, kind: str,
                                                    request: pytest.FixtureRequest) -> None:
     import sqlalchemy as sa
 
+    from gc3session.stores.sqlengine import sqlalchemy_url
+
     url = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else request.getfixturevalue("pg_url")
     path = str(tmp_path / "s")
     with Session(path, store_or_url=url) as session:
         listed = [session.add(Task(n=n)) for n in range(4)]
-        engine_url = session.store._sqlalchemy_url()  # type: ignore[attr-defined]
+        engine_url = sqlalchemy_url(session.store.url)
     engine = sa.create_engine(engine_url)
     with engine.begin() as conn:  # a restore of an older dump: no rows, counter back at 1
         conn.execute(sa.text("DELETE FROM store"))

@@ -19,7 +19,7 @@ from typing import Any
 from _report import record
 
 from gc3session import Session, make_store
-from gc3session.stores.sql import RETRY_DEADLINE
+from gc3session.stores.sqlengine import RETRY_DEADLINE
 
 WORKERS = 8
 OPERATIONS = int(os.environ.get("GC3SESSION_LOAD_OPS", "150"))

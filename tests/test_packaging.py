@@ -25,7 +25,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("module", ["gc3session.stores.filesystem", "gc3session.stores.sql"])
+@pytest.mark.parametrize("module", ["gc3session.stores.filesystem", "gc3session.stores.sqlschema"])
 def test_store_modules_doctests(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module),
                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

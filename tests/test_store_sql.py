@@ -32,7 +32,8 @@ from gc3session.exceptions import (
     StoreWriteError,
 )
 from gc3session.persistence import make_store
-from gc3session.stores.sql import META_TABLE, SCHEMA_VERSION, SqlStore
+from gc3session.stores.sql import SqlStore
+from gc3session.stores.sqlschema import META_TABLE, SCHEMA_VERSION
 from gc3session.task import Task
 
 
