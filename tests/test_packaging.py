@@ -59,8 +59,9 @@ def test_install_puts_stores_under_gc3session_only(tmp_path: Any) -> None:
     site = [p for p in (env_dir / "lib").glob("python*/site-packages")][0]
     assert not (site / "stores").exists() and (site / "gc3session" / "stores" / "filesystem.py").is_file()
     # every package of the source tree was installed: the gsession entry point runs
-    assert sorted(p.name for p in (site / "gc3session").iterdir() if (p / "__init__.py").exists()) \
-        == sorted(p.name for p in Path(ROOT, "gc3session").iterdir() if (p / "__init__.py").exists())
+    installed = sorted(p.name for p in (site / "gc3session").iterdir() if (p / "__init__.py").exists())
+    in_tree = [p.name for p in Path(ROOT, "gc3session").iterdir() if (p / "__init__.py").exists()]
+    assert installed == sorted([*in_tree, "stores"])
     gsession = subprocess.run([str(env_dir / "bin" / "gsession"), "--help"], capture_output=True,
                               text=True, timeout=60, cwd=tmp_path)
     assert gsession.returncode == 0 and "fsck" in gsession.stdout
