@@ -287,8 +287,8 @@ def test_every_subcommand_has_help_and_a_documented_section() -> None:
     choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "gsession.md")) as stream:
         doc = stream.read()
-    assert set(choices.choices) == {"list", "show", "log", "stats", "fsck", "copy", "abort",
-                                    "delete"}
+    assert set(choices.choices) == {"list", "show", "log", "stats", "fsck", "copy", "import",
+                                    "abort", "delete"}
     for name in choices.choices:
         assert choices.choices[name].description, name
         assert f"    gsession {name} " in doc, name

@@ -9,6 +9,8 @@
     gsession fsck [--repair] SESSION index versus store (see gc3session.fsck)
     gsession copy SESSION DST_URL    move the session into another store (gc3session.storecopy)
     gsession copy SRC_URL DST_URL    copy every record of a store into another one
+    gsession import GC3PIE_SESSION NEW_SESSION [--store URL] [--class OLD=NEW]
+                                     a session written by GC3Pie, as a new session
     gsession abort SESSION           kill every task that has not ended
     gsession delete SESSION          abort, then delete the tasks and the directory
 
@@ -33,7 +35,7 @@ Exit status
 13          interrupted by Ctrl-C
 64          usage error
 65          some tasks could not be loaded (listed on stderr); the others
-            were shown
+            were shown; ``import``: some tasks were kept as GC3Pie records
 69          a driver holds the session (``abort``, ``delete``, ``copy``,
             ``fsck --repair``)
 74          an operating-system error outside gc3session (e.g. permissions)
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None,
     """Run ``gsession`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     out = Output(stdout or sys.stdout, stderr or sys.stderr)
     try:
+        if any("\x00" in arg for arg in argv or ()):  # no path or id holds one (and os calls raise)
+            raise UsageError("an argument holds a NUL byte")
         with contextlib.redirect_stdout(out.stdout):
             args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version

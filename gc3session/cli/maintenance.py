@@ -1,4 +1,4 @@
-"""``gsession fsck`` and ``copy``: check a session against its store, move it to another store.
+"""``gsession fsck``, ``copy`` and ``import``: check a session, move it, bring one from GC3Pie.
 
 ``fsck --repair`` and ``copy`` take the session's driver lock: while a
 script drives the session they refuse, naming the process (exit status 69).
@@ -10,6 +10,7 @@ import argparse
 import os
 
 from .. import fsck
+from ..cliplumbing import EXIT_LOAD_ERRORS, UsageError
 from ..index import INDEX_FILENAME
 from ..storecopy import copy_session, copy_store
 from .common import AddCommand, Output
@@ -63,8 +64,32 @@ def cmd_copy(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace, out: Output) -> int:
+    """``import GC3PIE_SESSION NEW_SESSION``: see :mod:`gc3session.gc3pieimport`."""
+    from ..gc3pieimport import import_session  # here: the other commands never need it
+
+    classes = dict(spec.split("=", 1) for spec in args.classes if "=" in spec)
+    if len(classes) != len(args.classes):
+        raise UsageError("--class takes OLD=NEW, e.g. myscript:MyApp=mymodule:MyApp")
+    report = import_session(args.session, args.new_session, args.store, classes=classes)
+    for raw in report.raw:
+        out.warn(f"kept {raw.id} as a GC3Pie record ({raw.gc3pie_class}): {raw.reason}")
+    if not report.extra_fields_kept:
+        out.warn(f"GC3Pie's extra fields ({', '.join(report.extra_fields)}) were not kept: the"
+                 " new store is not an SQL store")
+    if args.json:
+        out.json(report.as_dict())
+    else:
+        out.print(f"imported {report.records} records ({report.tasks} top-level tasks) of GC3Pie"
+                  f" session {report.source}\n  into {report.destination} (store {report.store})"
+                  f"\n  {len(report.raw)} kept as GC3Pie records, {len(report.in_flight)} were"
+                  " running under GC3Pie (a gc3session engine runs them again)"
+                  "\nthe GC3Pie session was left as it was")
+    return EXIT_LOAD_ERRORS if report.raw else 0
+
+
 def add_commands(add: AddCommand) -> None:
-    """Declare ``fsck`` and ``copy``."""
+    """Declare ``fsck``, ``copy`` and ``import``."""
     cmd = add("fsck", cmd_fsck, "check the index against the store; --repair fixes", reader=True)
     cmd.add_argument("--repair", action="store_true",
                      help="repair what can be repaired without losing data")
@@ -74,6 +99,12 @@ def add_commands(add: AddCommand) -> None:
     cmd = add("copy", cmd_copy, "copy a session's tasks into another store and use it"
               " (or, given a store URL, every record of that store)", reader=True)
     cmd.add_argument("dst_url", metavar="DST_URL", help="the new store (e.g. sqlite:///s.db)")
+    cmd = add("import", cmd_import, "import a session written by GC3Pie 2.6.8 as a new session"
+              " (the GC3Pie session is only read)", reader=True)
+    cmd.add_argument("new_session", metavar="NEW_SESSION", help="the new session directory")
+    cmd.add_argument("--store", help="the new session's store URL (default: same kind as GC3Pie's)")
+    cmd.add_argument("--class", dest="classes", action="append", default=[], metavar="OLD=NEW",
+                     help="map your GC3Pie task class module:Name to a gc3session one (repeatable)")
 
 
-__all__ = ["add_commands", "cmd_copy", "cmd_fsck"]
+__all__ = ["add_commands", "cmd_copy", "cmd_fsck", "cmd_import"]

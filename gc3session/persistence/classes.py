@@ -118,7 +118,7 @@ def _is_allowed(path: str) -> bool:
 
 #: Modules of gc3session whose classes are plain data (their constructors touch nothing).
 _DATA_MODULES = ("gc3session.task", "gc3session.persistence.idfactory",
-                 "gc3session.persistence.url")
+                 "gc3session.persistence.url", "gc3session.url", "gc3session.utils")
 
 
 def _is_own_data_class(obj: Any, path: str) -> bool:

@@ -11,7 +11,10 @@ A store is chosen by URL (``make_store``).  Accepted forms:
   same;
 * ``postgresql[+driver]://user[:password]@host[:port]/db[?query]`` and
   ``mysql[+driver]://...``, likewise;
-* any scheme a third-party store registered.
+* any scheme a third-party store registered;
+* a URL object (:class:`gc3session.url.Url`, or GC3Pie's ``gc3libs.url.Url``):
+  it means what its text (password included) means, except that the path of
+  a ``file`` URL is taken as it is, as GC3Pie does.
 
 A ``#table=NAME`` fragment selects the SQL table.  ``str(url)`` and
 ``repr(url)`` hide the password (``***``); :meth:`StoreUrl.render` with
@@ -46,6 +49,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..exceptions import InvalidUrlError
@@ -78,13 +82,15 @@ class StoreUrl:
     fragment: str = ""
 
     @classmethod
-    def parse(cls, text: "str | os.PathLike[str] | StoreUrl") -> "StoreUrl":
-        """Parse a URL or a plain path.
+    def parse(cls, text: "str | os.PathLike[str] | StoreUrl | Any") -> "StoreUrl":
+        """Parse a URL, a plain path or a URL object (``scheme``, ``path``, ``hostname``...).
 
         :raises InvalidUrlError: for an empty string, a NUL byte or a bad port.
         """
         if isinstance(text, StoreUrl):
             return text
+        if not isinstance(text, (str, os.PathLike)) and _is_url_object(text):
+            text = _url_object_text(text)
         path_like = isinstance(text, os.PathLike)
         if path_like:
             text = os.fspath(text)
@@ -230,6 +236,40 @@ def _quote_path(path: str) -> str:
 def _unquote_path(text: str) -> str:
     """Undo :func:`_quote_path` (and any other ``%XX``); bytes that are not UTF-8 come back as surrogates."""
     return unquote(text, errors="surrogateescape")
+
+
+def _is_url_object(obj: Any) -> bool:
+    """Tell whether ``obj`` has the fields of a URL object (gc3session's or GC3Pie's ``Url``)."""
+    return all(isinstance(getattr(obj, name, None), str) for name in ("scheme", "path", "query")) \
+        and hasattr(obj, "hostname") and hasattr(obj, "password")
+
+
+def _url_object_text(url: Any) -> str:
+    """The text a URL object stands for, password included.
+
+    The fields of a parsed URL are raw text (GC3Pie keeps ``%XX`` escapes
+    as they were), so they are joined as they are, the way GC3Pie renders a
+    URL, and parsed like that string; never ``str(url)``, which hides the
+    password in gc3session's ``Url``.  The path of a ``file`` URL is the
+    directory itself, as for GC3Pie's stores: it is made absolute and
+    escaped, so that it reads back unchanged.
+    """
+    if url.scheme == "file":
+        text = "file://" + _quote_path(os.path.abspath(url.path))
+    else:
+        netloc = getattr(url, "netloc", "") or ""
+        if not netloc and url.hostname:
+            userinfo = url.username or ""
+            if url.password is not None:
+                userinfo += f":{url.password}"
+            netloc = (f"{userinfo}@" if userinfo else "") + url.hostname
+            netloc += f":{url.port}" if url.port is not None else ""
+        text = f"{url.scheme}://{netloc}{url.path}"
+    if url.query:
+        text += "?" + url.query
+    if getattr(url, "fragment", ""):
+        text += "#" + url.fragment
+    return text
 
 
 _PASSWORD_IN_TEXT = re.compile(r"(://[^/\s:@]*):[^/\s]*@")
