@@ -532,6 +532,16 @@ class Session:
             return states  # every id, in the session's order: nothing to add or reorder
         return {i: states.get(i) for i in self._ids}
 
+    def summaries(self) -> dict[str, dict[str, Any]]:
+        """``{id: summary}`` of this session's tasks, in the session's order, without loading them.
+
+        What ``gsession list`` shows: see :meth:`Store.summaries
+        <gc3session.persistence.store.Store.summaries>`.  Ids without a
+        readable record are left out.
+        """
+        found = self.store.summaries(self._ids)
+        return {pid: found[pid] for pid in self._ids if pid in found}
+
     def iter_workflow(self) -> Iterator[Any]:
         """Every task, breadth first: top-level tasks, then their children, and so on."""
         queue = collections.deque(self)

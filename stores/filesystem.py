@@ -48,11 +48,11 @@ from gc3session.exceptions import (
     StoreWriteError,
 )
 from gc3session.persistence.idfactory import IdFactory, is_valid_id, seqno_of
-from gc3session.persistence.record import Record, parse_header
+from gc3session.persistence.record import Record, parse_header, summary_dict
 from gc3session.persistence.recordstore import RecordStore
 from gc3session.persistence.store import Finding, tmp_file_findings
 from gc3session.persistence.url import StoreUrl
-from gc3session.stores.statelog import REMOVED, WRITING, StateLog
+from gc3session.stores.statelog import REMOVED, WRITING, StateLog, SummaryLog
 
 SHARD_SIZE = 1000
 LOCK_FILE = ".lock"
@@ -99,6 +99,7 @@ class FilesystemStore(RecordStore):
         self.directory = url.path
         self._log = StateLog(url.path, durable=durable, state_of=self._record_state,
                              next_id=self._peek_counter)
+        self._summary_log = SummaryLog(url.path, durable=durable, next_id=self._peek_counter)
 
     # --- paths -------------------------------------------------------------
     def _shard(self, pid: str) -> str:
@@ -203,6 +204,9 @@ class FilesystemStore(RecordStore):
                     fsio.discard(tmp)  # the one that failed to rename is gone already
                 raise
             finally:
+                # summaries first: an id whose state line is missing is settled from its
+                # record, summary included, so a kill in between leaves nothing stale
+                self._summary_log.append((r.id, (r.cls, r.summary)) for r in committed)
                 self._log.append((r.id, r.state) for r in committed)
         if self.durable:
             self._sync_shards({os.path.dirname(t) for _, t in pending})
@@ -231,6 +235,7 @@ class FilesystemStore(RecordStore):
                 path = self.location(pid)
                 if fsio.unlink(path):
                     shards.add(os.path.dirname(path))
+            self._summary_log.append((pid, None) for pid in pids)
             self._log.append((pid, REMOVED) for pid in pids)
         if self.durable:
             self._sync_shards(shards)
@@ -273,15 +278,20 @@ class FilesystemStore(RecordStore):
         return {pid: states[pid] for pid in pids if pid in states}
 
     def _read_states_log(self) -> dict[str, str | None] | None:
-        """``{id: state}`` from the state log; None if there is none (read the headers then).
+        """``{id: state}`` from the state log; None if there is none (read the headers then)."""
+        found = self._settled_states()
+        return None if found is None else found[0]
+
+    def _settled_states(self) -> tuple[dict[str, str | None], list[str]] | None:
+        """The state log's ``{id: state}``, and the ids whose state had to be settled.
 
         Ids that a writer marked and then stopped are settled from their
         records; a writable store also appends what it found (under the
-        lock), so that later readers need not look.
+        lock), so that later readers need not look.  None if there is no log.
         """
         folded = self._log.fold()
         if folded is None:
-            return {} if not self._shards() else None
+            return ({}, []) if not self._shards() else None
         unsure = StateLog.unsure(folded)
         if unsure:
             if self.readonly:
@@ -289,7 +299,28 @@ class FilesystemStore(RecordStore):
             else:
                 with self._locked():
                     self._log.append(self._log.settle(folded, unsure))
-        return folded
+        return folded, unsure
+
+    def _summaries(self, pids: list[str] | None) -> dict[str, dict[str, Any]]:
+        """From the logs; ids they do not cover (records written before the summary log,
+        or whose write was interrupted) from their record headers."""
+        found = self._settled_states()
+        if found is None:
+            return super()._summaries(pids)
+        states, unsure = found
+        logged = self._summary_log.fold()
+        wanted = list(states) if pids is None else [pid for pid in pids if pid in states]
+        result: dict[str, dict[str, Any]] = {}
+        missing = set(unsure)
+        for pid in wanted:
+            entry = logged.get(pid)
+            if entry is None or pid in missing:
+                continue
+            result[pid] = summary_dict(entry[0], states[pid], entry[1])
+        rest = [pid for pid in wanted if pid not in result]
+        if rest:
+            result.update(super()._summaries(rest))
+        return result
 
     def _record_state(self, pid: str) -> str | None:
         """The state in the header of record ``pid`` (raises as :meth:`_read` does, or ValueError)."""
@@ -365,15 +396,19 @@ class FilesystemStore(RecordStore):
         return findings
 
     def rebuild_states(self) -> None:
-        """Rewrite ``.states`` from the record headers (a repair of :meth:`check`)."""
+        """Rewrite the state and summary logs from the record headers (a repair of :meth:`check`)."""
         with self._locked():
             pairs = []
+            summaries = {}
             for pid in self._list_ids():
                 try:
-                    pairs.append((pid, parse_header(self._read(pid)).state))
+                    header = parse_header(self._read(pid))
                 except (LoadError, ValueError):
                     continue
+                pairs.append((pid, header.state))
+                summaries[pid] = (header.cls, header.summary_json)
             self._log.rewrite(pairs)
+            self._summary_log.rewrite(summaries)
 
 
 def _some(ids: list[str], limit: int = 5) -> str:

@@ -29,7 +29,7 @@ from gc3session.exceptions import (
     StoreWriteError,
 )
 from gc3session.persistence.idfactory import IdFactory
-from gc3session.persistence.record import Record
+from gc3session.persistence.record import Record, summary_dict
 from gc3session.persistence.recordstore import RecordStore
 from gc3session.persistence.url import StoreUrl
 from gc3session.stores.sqlengine import MEMORY, RETRY_DEADLINE, WRITE, make_engine, retry
@@ -245,7 +245,8 @@ class SqlStore(RecordStore):
         SQL, and a task must not go unsaved (its state lost) because one of
         them cannot be computed.  GC3Pie does the same.
         """
-        row = {"id": str(record.id), "data": record.data, "state": record.state, "cls": record.cls}
+        row = {"id": str(record.id), "data": record.data, "state": record.state, "cls": record.cls,
+               "summary": record.summary.decode("ascii")}
         for column, func in self._extra_fields.items():
             if record.obj is None:
                 row[column.name] = None
@@ -400,6 +401,30 @@ class SqlStore(RecordStore):
         except sa.exc.SQLAlchemyError as err:
             raise LoadError(f"cannot read the states of {self.location('-')}: {err}",
                             location=self.location("-"), cause=str(err)) from err
+
+    def _summaries(self, pids: list[str] | None) -> dict[str, dict[str, Any]]:
+        """From the ``cls``, ``state`` and ``summary`` columns (older rows: from their headers)."""
+        table = self._tables
+        query = sa.select(table.c.id, table.c.cls, table.c.state, table.c.summary)
+
+        def read() -> list[Any]:
+            with self._engine.connect() as conn:
+                if pids is None:
+                    return list(conn.execute(query))
+                return [row for chunk in _chunks(pids, 500)
+                        for row in conn.execute(query.where(table.c.id.in_(chunk)))]
+
+        try:
+            rows = self._retry(read, step="read")
+        except sa.exc.SQLAlchemyError as err:
+            raise LoadError(f"cannot read the summaries of {self.location('-')}: {err}",
+                            location=self.location("-"), cause=str(err)) from err
+        result = {pid: summary_dict(cls or "", state, summary.encode("ascii"))
+                  for pid, cls, state, summary in rows if summary is not None}
+        older = [pid for pid, _, _, summary in rows if summary is None]
+        if older:
+            result.update(super()._summaries(older))
+        return result
 
     def pre_fork(self) -> None:
         """Close the connections: none must be shared with a forked child.

@@ -8,6 +8,7 @@ Schema (version 1)
     data   BLOB                       -- the record bytes (gc3session.persistence.record)
     state  VARCHAR(128) NULL, indexed -- execution.state of tasks, for plain SQL
     cls    VARCHAR(255)               -- module:qualname of the object's class
+    summary TEXT NULL                 -- the JSON summary of the record's header
     ...    one column per ``extra_fields`` entry
 
 ``gc3session_meta``, shared by every store table of a database::
@@ -23,7 +24,9 @@ counter row that is missing for a table that already holds records starts
 above the highest id in it, so ids are never handed out twice.  SQLite
 table names are case-insensitive, so its keys use the lower-case name: the
 tables ``Runs`` and ``runs`` are one table with one counter.  Missing
-``extra_fields`` columns are added with ``ALTER TABLE``.
+``extra_fields`` columns, and ``summary`` in tables made before it existed,
+are added with ``ALTER TABLE`` (rows written before have it NULL: their
+summaries are read from their record headers).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ DEFAULT_TABLE = "store"
 _SCHEMA_LOCK_KEY = 0x6763_3373  # "gc3s"
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 #: The columns every store table has (extra fields may not take these names).
-BUILT_IN_COLUMNS = ("id", "data", "state", "cls")
+BUILT_IN_COLUMNS = ("id", "data", "state", "cls", "summary")
 
 
 def validate_table_name(name: Any) -> str:
@@ -76,6 +79,7 @@ def define_tables(table_name: str, extra_columns: Iterable[sa.Column]) -> tuple[
                   nullable=False),
         sa.Column("state", sa.String(128), nullable=True, index=True),
         sa.Column("cls", sa.String(255), nullable=True),
+        sa.Column("summary", sa.Text, nullable=True),
         *[column._copy() for column in extra_columns],
     )
     meta = sa.Table(META_TABLE, metadata,

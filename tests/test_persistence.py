@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import pickle
 import pickletools
@@ -384,7 +385,7 @@ def test_exceptions_pickle_with_their_context(err: exc.Error) -> None:
 # --- records -----------------------------------------------------------------------------
 
 def _header(data: bytes) -> list[bytes]:
-    return data[:data.index(b"\n")].split(b" ")
+    return data[:data.index(b"\n")].split(b" ", 5)
 
 
 def _pickle_protocols(data: bytes) -> list[int]:
@@ -398,15 +399,32 @@ def _pickle_protocols(data: bytes) -> list[int]:
 
 
 def test_record_header_fields(fs_store: FilesystemStore) -> None:
-    """A record starts 'GC3S 1 pickle4 module:qualname STATE'; '-' for objects without a state."""
-    task = Task(jobname="h")
+    """A record starts 'GC3S 2 pickle4 module:qualname STATE SUMMARY'; '-' and '{}' for objects
+    that are not tasks; the summary is ASCII JSON on the header line."""
+    task = Task(jobname="h é")
     task.execution.state = "RUNNING"
     pid = fs_store.save(task)
-    assert _header(fs_store.read_record(pid)) == [b"GC3S", b"1", b"pickle4", b"gc3session.task:Task",
-                                                  b"RUNNING"]
+    fields = _header(fs_store.read_record(pid))
+    assert fields[:5] == [b"GC3S", b"2", b"pickle4", b"gc3session.task:Task", b"RUNNING"]
+    summary = json.loads(fields[5])
+    assert fields[5].isascii() and summary["jobname"] == "h é" and summary["started"] > 0
     item = fs_store.save(Item(1))
-    assert _header(fs_store.read_record(item)) == [b"GC3S", b"1", b"pickle4", b"_store_objects:Item", b"-"]
+    assert _header(fs_store.read_record(item)) == [b"GC3S", b"2", b"pickle4", b"_store_objects:Item",
+                                                   b"-", b"{}"]
     assert fs_store.states() == {pid: "RUNNING", item: None}
+
+
+def test_records_of_format_1_still_load(fs_store: FilesystemStore) -> None:
+    """A record written before the summary existed (format 1) loads, lists and summarizes."""
+    pid = fs_store.save(Task(jobname="old"))
+    data = fs_store.read_record(pid)
+    header, payload = data.split(b"\n", 1)
+    old = b" ".join(header.split(b" ")[:5]).replace(b"GC3S 2 ", b"GC3S 1 ") + b"\n" + payload
+    with open(fs_store.location(pid), "wb") as stream:
+        stream.write(old)
+    fresh = FilesystemStore(fs_store.directory)
+    assert fresh.load(pid).jobname == "old"
+    assert fresh.summaries([pid])[pid]["state"] == "NEW"
 
 
 def test_pickle_protocol_is_pinned_at_4(fs_store: FilesystemStore) -> None:

@@ -31,7 +31,7 @@ from gc3session.exceptions import (
 from gc3session.persistence import StoreUrl
 from gc3session.stores import filesystem
 from gc3session.stores.filesystem import COUNTER_FILE, SHARD_SIZE, FilesystemStore
-from gc3session.stores.statelog import STATES_FILE
+from gc3session.stores.statelog import STATES_FILE, SUMMARIES_FILE
 from gc3session.task import Task
 
 
@@ -450,5 +450,5 @@ def test_no_directory_holds_more_than_shard_size_records(store: FilesystemStore)
     counts = [len(os.listdir(os.path.join(store.directory, s))) for s in shards]
     assert max(counts) <= SHARD_SIZE and sum(counts) == 2100
     top_level = [e for e in os.listdir(store.directory) if not e.isdigit()]
-    assert sorted(top_level) == sorted([".lock", COUNTER_FILE, STATES_FILE])
+    assert sorted(top_level) == sorted([".lock", COUNTER_FILE, STATES_FILE, SUMMARIES_FILE])
     assert len(store.list()) == 2100 and len(set(ids)) == 2100

@@ -166,10 +166,10 @@ def test_children_are_rows_of_their_own(db_url: str, opened: list[SqlStore]) -> 
 # --- schema, tables and migration ----------------------------------------------------------
 
 def test_schema_columns_and_meta_rows(db_url: str, opened: list[SqlStore]) -> None:
-    """The table has id, data, state, cls; gc3session_meta holds schema:<t> = 1 and next_id:<t>."""
+    """The table has id, data, state, cls, summary; gc3session_meta holds schema:<t> = 1 and next_id:<t>."""
     store = _open(opened, db_url)
     pid = store.save(Task(jobname="x"))
-    assert _columns(db_url, "store") == {"id", "data", "state", "cls"}
+    assert _columns(db_url, "store") == {"id", "data", "state", "cls", "summary"}
     assert _sql(db_url, "SELECT id, state, cls FROM store") == [(pid, "NEW", "gc3session.task:Task")]
     meta = dict(_sql(db_url, f"SELECT key, value FROM {META_TABLE}"))
     assert meta["schema:store"] == SCHEMA_VERSION == 1 and meta["next_id:store"] == 9

@@ -1,17 +1,22 @@
 """The record format: the bytes a store keeps for one object.
 
-Record format (version 1)
+Record format (version 2)
 -------------------------
 A record is one ASCII header line followed by the payload::
 
-    GC3S 1 pickle4 gc3session.task:Task TERMINATED\\n<payload>
+    GC3S 2 pickle4 gc3session.task:Task TERMINATED {"jobname":"align-1",...}\\n<payload>
 
 The fields are: a magic word, the record format version, the serializer name
 (``pickle4``: pickle protocol 4, pinned so that every Python >= 3.4 can read
 it, never "highest available"), the ``module:qualname`` of the object's
 class (so a load failure can say which class is missing, and tools can list a
-store without importing user code) and the task state (``-`` for objects that
-have none).  The header is at most :data:`MAX_HEADER` bytes.
+store without importing user code), the task state (``-`` for objects that
+have none) and the task's *summary*: a JSON object, ASCII-only, that says
+what ``gsession list`` and ``report`` show (:func:`task_summary`), ``{}`` for
+objects that are not tasks.  The header is at most :data:`MAX_HEADER` bytes.
+Records of version 1 (written before the summary existed: the same header
+without it) are still read; their summary is empty until they are saved
+again.
 
 The payload of ``pickle4`` is two consecutive pickles: first the constructor
 arguments of the object (``cls.__new__(cls, *args)``), then its state (what
@@ -28,6 +33,7 @@ payload becomes objects again :mod:`~gc3session.persistence.decoding`'s.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +41,14 @@ from .idfactory import Id
 
 #: The pinned pickle protocol of records.
 PICKLE_PROTOCOL = 4
-#: Current record format version.
-FORMAT_VERSION = 1
+#: Current record format version (version 1 is read too).
+FORMAT_VERSION = 2
 MAGIC = b"GC3S"
 SERIALIZER = "pickle4"
-MAX_HEADER = 512
+#: The longest header read (the summary lists a collection's children).
+MAX_HEADER = 16 << 20
+#: Text fields of a summary (job names, messages) are cut to this many characters.
+SUMMARY_TEXT_LIMIT = 200
 #: The state field of an object that has no state.
 NO_STATE = "-"
 #: The tag of a reference to another record in a payload: ``(REF_TAG, id)``.
@@ -48,13 +57,14 @@ REF_TAG = "gc3s"
 
 @dataclass
 class Record:
-    """One object encoded for storage."""
+    """One object encoded for storage (``summary``: the JSON of its header)."""
 
     id: Id
     data: bytes
     obj: Any
     state: str | None
     cls: str
+    summary: bytes = b"{}"
 
 
 def task_state(obj: Any) -> str | None:
@@ -69,25 +79,93 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def header_line(cls: type, state: str | None) -> bytes:
+def task_summary(obj: Any, state: str | None) -> dict[str, Any]:
+    """What ``gsession list`` and ``report`` say about a task in ``state``, from its attributes.
+
+    Keys (each present; None where the task does not say): ``jobname``;
+    ``exitcode`` and ``signal``; ``submitted``, ``started`` and ``ended``,
+    the epoch times the task last entered SUBMITTED, RUNNING and TERMINATED
+    (``ended`` only while it is TERMINATED); ``changed``, when its state last
+    changed; ``attempts``, how many times it ran; ``stdout`` and ``stderr``,
+    the paths of its output files; ``info``, its newest history message;
+    ``children``, the ids of a collection's tasks.  Text is cut to
+    :data:`SUMMARY_TEXT_LIMIT` characters.  Objects without ``execution``
+    (not tasks) have an empty summary.  Runs on every save: a few attribute
+    reads, no I/O.
+    """
+    execution = getattr(obj, "execution", None)
+    if execution is None:
+        return {}
+    stamps = getattr(execution, "timestamp", None) or {}
+    output_dir = getattr(obj, "output_dir", None)
+    messages = getattr(getattr(execution, "history", None), "_messages", None)
+    children = getattr(obj, "tasks", None)
+    jobname = getattr(obj, "jobname", None)
+    return {
+        "jobname": None if jobname is None else str(jobname)[:SUMMARY_TEXT_LIMIT],
+        "exitcode": getattr(execution, "exitcode", None),
+        "signal": getattr(execution, "signal", None),
+        "submitted": stamps.get("SUBMITTED"),
+        "started": stamps.get("RUNNING"),
+        "ended": stamps.get("TERMINATED") if state == "TERMINATED" else None,
+        "changed": getattr(execution, "state_last_changed", None),
+        "attempts": getattr(execution, "attempt", 0) or 0,
+        "stdout": _output(output_dir, getattr(obj, "stdout", None)),
+        "stderr": _output(output_dir, getattr(obj, "stderr", None)),
+        "info": str(messages[-1][0])[:SUMMARY_TEXT_LIMIT] if messages else None,
+        "children": None if children is None else
+        [str(getattr(child, "persistent_id", None)) for child in children],
+    }
+
+
+def _output(directory: Any, name: Any) -> str | None:
+    if not isinstance(name, str) or not isinstance(directory, str):
+        return None
+    return f"{directory}/{name}" if directory else name
+
+
+def summary_dict(cls: str, state: str | None, summary_json: bytes) -> dict[str, Any]:
+    """A record's summary as tools get it: its ``class`` and ``state``, then the summary's keys."""
+    try:
+        summary = json.loads(summary_json)
+    except ValueError:
+        summary = {}
+    return {"class": cls, "state": state, **(summary if isinstance(summary, dict) else {})}
+
+
+_SUMMARY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def encode_summary(summary: dict[str, Any]) -> bytes:
+    """The JSON of a summary as it goes into a header: compact, ASCII, one line."""
+    return _SUMMARY_ENCODER.encode(summary).encode("ascii")
+
+
+def header_line(cls: type, state: str | None, summary: bytes = b"{}") -> bytes:
     """The header line (newline included) of a record of class ``cls`` in ``state``."""
     return b" ".join([MAGIC, str(FORMAT_VERSION).encode(), SERIALIZER.encode(),
-                      class_path(cls).encode(), (state or NO_STATE).encode()]) + b"\n"
+                      class_path(cls).encode(), (state or NO_STATE).encode(), summary]) + b"\n"
 
 
 @dataclass(frozen=True)
 class Header:
-    """The parsed header line of a record."""
+    """The parsed header line of a record (``summary_json``: the raw JSON, ``b"{}"`` in version 1)."""
 
     version: int
     serializer: str
     cls: str
     state: str | None
     size: int
+    summary_json: bytes = b"{}"
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The record's summary: ``class``, ``state`` and the keys of :func:`task_summary`."""
+        return summary_dict(self.cls, self.state, self.summary_json)
 
 
 def parse_header(data: bytes) -> Header:
-    """Parse a record header.
+    """Parse a record header (format version 1 or 2).
 
     :raises ValueError: with a description of what is wrong (the caller turns
         it into a :class:`CorruptRecordError` naming the id and location).
@@ -95,21 +173,25 @@ def parse_header(data: bytes) -> Header:
     end = data.find(b"\n", 0, MAX_HEADER)
     if end < 0:
         raise ValueError("no record header (empty, truncated or not a gc3session record)")
-    fields = data[:end].split(b" ")
-    if len(fields) != 5 or fields[0] != MAGIC:
+    fields = data[:end].split(b" ", 5)
+    if len(fields) not in (5, 6) or fields[0] != MAGIC:
         raise ValueError("not a gc3session record header")
     try:
         version = int(fields[1])
-        text = [f.decode("ascii") for f in fields[2:]]
+        text = [f.decode("ascii") for f in fields[2:5]]
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"malformed record header: {err}") from err
-    if version != FORMAT_VERSION:
-        raise ValueError(f"unsupported record format version {version}")
+    if version not in (1, FORMAT_VERSION) or len(fields) != (5 if version == 1 else 6):
+        raise ValueError(f"unsupported record format version {fields[1][:20]!r}")
     if text[0] != SERIALIZER:
         raise ValueError(f"unknown serializer {text[0]!r}")
-    return Header(version, text[0], text[1], None if text[2] == NO_STATE else text[2], end + 1)
+    summary = fields[5] if version == 2 else b"{}"
+    if not summary.startswith(b"{") or not summary.isascii():
+        raise ValueError("malformed record header: the summary is not a JSON object")
+    return Header(version, text[0], text[1], None if text[2] == NO_STATE else text[2], end + 1,
+                  summary)
 
 
 __all__ = ["FORMAT_VERSION", "Header", "MAGIC", "MAX_HEADER", "NO_STATE", "PICKLE_PROTOCOL",
-           "REF_TAG", "Record", "SERIALIZER", "class_path", "header_line", "parse_header",
-           "task_state"]
+           "REF_TAG", "Record", "SERIALIZER", "SUMMARY_TEXT_LIMIT", "class_path", "encode_summary",
+           "header_line", "parse_header", "summary_dict", "task_state", "task_summary"]

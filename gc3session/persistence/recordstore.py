@@ -116,6 +116,18 @@ class RecordStore(Store):
                 continue  # reported with its cause when the load asks for it again
         return result
 
+    def _summaries(self, pids: list[str] | None) -> dict[str, dict[str, Any]]:
+        """``{id: summary}`` from the record headers; stores with an index override this."""
+        wanted = self._list_ids() if pids is None else pids
+        result: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 500):
+            for pid, data in self._read_many(wanted[start:start + 500]).items():
+                try:
+                    result[pid] = parse_header(data).summary
+                except ValueError:
+                    continue  # not a record: fsck says why
+        return result
+
     def _states(self, pids: list[str] | None) -> dict[str, str | None]:
         """``{id: state}`` of the given (or all) records; stores override this."""
         wanted = self._list_ids() if pids is None else pids
@@ -253,6 +265,13 @@ class RecordStore(Store):
         # a session passes its dict of str ids: no copy needed to read them
         return self._states(list(ids) if isinstance(ids, dict) else [str(i) for i in ids])
 
+    def summaries(self, ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """``{id: summary}`` for ``ids`` (default: all), read without unpickling anything.
+
+        See :meth:`Store.summaries <gc3session.persistence.store.Store.summaries>`.
+        """
+        return self._summaries(None if ids is None else [str(i) for i in ids])
+
     def read_record(self, id_: str) -> bytes:
         """The raw bytes of a record (for copying between stores and for fsck)."""
         return self._read(str(check_id(id_)))
@@ -281,8 +300,8 @@ class RecordStore(Store):
                 raise CorruptRecordError(f"refusing to write {record_id} to {self.location(record_id)}:"
                                          f" {err}", id=record_id, location=self.location(record_id),
                                          cause=str(err)) from err
-            batch.append(Record(id=record_id, data=data, obj=None,
-                                state=header.state, cls=header.cls))
+            batch.append(Record(id=record_id, data=data, obj=None, state=header.state,
+                                cls=header.cls, summary=header.summary_json))
         if batch:
             self._advance_counter_past(max(record.id.seqno for record in batch))
         self._write(batch)

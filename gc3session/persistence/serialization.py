@@ -21,7 +21,16 @@ from typing import Any, Callable
 
 from ..exceptions import SerializationError
 from .idfactory import Id
-from .record import PICKLE_PROTOCOL, REF_TAG, Record, class_path, header_line, task_state
+from .record import (
+    PICKLE_PROTOCOL,
+    REF_TAG,
+    Record,
+    class_path,
+    encode_summary,
+    header_line,
+    task_state,
+    task_summary,
+)
 
 
 class Persistable:
@@ -123,11 +132,9 @@ def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
     state = reduced[2] if len(reduced) > 2 else None
     listitems = list(reduced[3]) if len(reduced) > 3 and reduced[3] is not None else None
     dictitems = dict(reduced[4]) if len(reduced) > 4 and reduced[4] is not None else None
-    buffer = io.BytesIO()
     state_str = task_state(obj)
     if state_str is not None and (not state_str or any(c.isspace() for c in state_str)):
         raise SerializationError(f"cannot serialize {pid}: invalid state {state_str!r}", id=pid)
-    buffer.write(header_line(cls, state_str))
     try:
         # Fast path: most states hold no reference to another record, and
         # pickle runs at C speed without a Python hook per object.  A
@@ -147,15 +154,18 @@ def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
             payload = b""
         finally:
             _fast_path.active = False
-        if payload:
-            buffer.write(payload)
-        else:
-            pickler = _RefPickler(buffer, child_ref)
+        if not payload:
+            slow = io.BytesIO()
+            pickler = _RefPickler(slow, child_ref)
             pickler.dump(args)
             pickler.dump((state, listitems, dictitems))
+            payload = slow.getvalue()
     except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as err:
         raise SerializationError(f"cannot serialize {pid}: {err}", id=pid) from err
-    return Record(id=pid, data=buffer.getvalue(), obj=obj, state=state_str, cls=class_path(cls))
+    # the summary after the payload: pickling gave new children their ids
+    summary = encode_summary(task_summary(obj, state_str))
+    return Record(id=pid, data=header_line(cls, state_str, summary) + payload, obj=obj,
+                  state=state_str, cls=class_path(cls), summary=summary)
 
 
 class _RefPickler(pickle.Pickler):

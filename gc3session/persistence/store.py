@@ -35,7 +35,7 @@ from .. import fsio
 from ..exceptions import ForeignTaskError, InvalidArgument, LoadError, ReadOnlyStoreError
 from .home import home_of
 from .idfactory import Id, IdFactory
-from .record import task_state
+from .record import class_path, task_state, task_summary
 from .url import StoreUrl
 
 
@@ -201,6 +201,30 @@ class Store(abc.ABC):
                 result[str(pid)] = task_state(self.load(pid))
             except LoadError:
                 continue
+        return result
+
+    def summaries(self, ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """``{id: summary}`` for ``ids`` (default: all): what ``gsession list`` shows of each.
+
+        A summary has the object's ``class`` (``module:qualname``) and
+        ``state``, then the keys of
+        :func:`~gc3session.persistence.record.task_summary` (job name, exit
+        code and signal, times, attempts, output paths, newest message,
+        children).  Record stores read them from their indexes and record
+        headers, never unpickling anything (so the task classes need not be
+        importable); this default loads each object.  Ids the store does not
+        hold are left out.
+        """
+        wanted = self.list() if ids is None else [str(i) for i in ids]
+        result: dict[str, dict[str, Any]] = {}
+        for pid in wanted:
+            try:
+                obj = self.load(pid)
+            except LoadError:
+                continue
+            state = task_state(obj)
+            result[str(pid)] = {"class": class_path(type(obj)), "state": state,
+                                **task_summary(obj, state)}
         return result
 
     @functools.cached_property
