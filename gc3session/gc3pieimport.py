@@ -60,19 +60,18 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 
 from .exceptions import InvalidValue
-from .gc3piemap import Unmappable, attributes, build_run, build_task, reference_key, state_name
+from .gc3piemap import Unmappable, build_run, build_task, reference_key, state_name
 from .gc3piestore import (
     GC3PieImportError,
     GC3PieStoreError,
     ImportTargetError,
     NotAGC3PieSessionError,
-    Shadow,
     Source,
     open_source,
     read_index,
     record_class,
-    unpickle,
 )
+from .persistence.inert import Shadow, attributes, unpickle
 from .persistence.registry import make_store
 from .persistence.url import StoreUrl
 from .session import Session

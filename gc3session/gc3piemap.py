@@ -1,7 +1,7 @@
 """How the objects of a GC3Pie record become gc3session's: tasks, runs and plain values.
 
 :mod:`gc3session.gc3piestore` unpickles a GC3Pie record into
-:class:`~gc3session.gc3piestore.Shadow` objects; this module turns them into
+:class:`~gc3session.persistence.inert.Shadow` objects; this module turns them into
 gc3session objects, by class path: ``gc3libs.Run`` into
 :class:`~gc3session.task.Run`, ``Struct``, ``Url`` and the URL dicts into
 :mod:`gc3session.utils` and :mod:`gc3session.url` objects, quantities into
@@ -17,7 +17,7 @@ import collections
 import os
 from typing import Any
 
-from .gc3piestore import Shadow
+from .persistence.inert import Shadow, attributes
 from .task import (
     HISTORY_LIMIT,
     Application,
@@ -201,15 +201,6 @@ def _value(value: Any, where: str, memo: dict[int, Any]) -> Any:
         raise Unmappable(f"its {where} holds a {type(value).__name__} object")
     memo[id(value)] = result
     return result
-
-
-def attributes(shadow: Shadow) -> dict[str, Any] | None:
-    """The attributes pickle gave ``shadow``: its state dict, plus the slots of ``(dict, slots)``."""
-    state = shadow.slot("state")
-    if isinstance(state, tuple) and len(state) == 2 and all(isinstance(p, (dict, type(None)))
-                                                            for p in state):
-        return {**(state[0] or {}), **(state[1] or {})}
-    return state if isinstance(state, dict) else None
 
 
 def _shadow_value(shadow: Shadow, where: str, memo: dict[int, Any]) -> Any:

@@ -15,12 +15,13 @@ store, and the store keeps one pickle per object:
 A record is GC3Pie's pickle of one object.  Every other persistable object
 it holds (a collection's children) is not embedded: the pickle holds a
 *persistent id* instead, the child's ``Id`` object (``IntId`` in SQL stores),
-and GC3Pie's unpickler loads that record in its place.  :func:`unpickle`
+and GC3Pie's unpickler loads that record in its place.  :func:`gc3session.persistence.inert.unpickle`
 does the same through a ``persistent_load`` callback, but it never imports
 what the pickle names: every class outside a short list of standard data
-types (sets, ordered dicts, dates...) becomes a :class:`Shadow`, an inert
-stand-in that keeps the class path and what pickle handed it (constructor
-arguments, state, items).  So reading a GC3Pie session runs no code of
+types (sets, ordered dicts, dates...) becomes a
+:class:`~gc3session.persistence.inert.Shadow`, an inert stand-in that keeps
+the class path and what pickle handed it (constructor arguments, state,
+items).  So reading a GC3Pie session runs no code of
 GC3Pie's, nor of the scripts that wrote it, and needs neither installed.
 
 Files are opened only if they are regular files (:func:`fsio.read_bytes`);
@@ -29,7 +30,6 @@ SQLite databases are opened with ``mode=ro``.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import pickletools
@@ -37,7 +37,7 @@ import re
 import sqlite3
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -72,102 +72,6 @@ class ImportTargetError(GC3PieImportError, FileExistsError):
 
 
 # --- pickles --------------------------------------------------------------------------
-
-class Shadow:
-    """An object of a class that a GC3Pie pickle names, kept as data.
-
-    ``path`` is ``module:qualname``; ``args`` and ``kwargs`` what pickle
-    passed to the class, ``state`` what it passed to ``__setstate__``,
-    ``items`` what it appended and ``pairs`` the ``(key, value)`` pairs it
-    set, in order.
-    """
-
-    __slots__ = ("args", "items", "kwargs", "pairs", "state")
-    path = ""
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Shadow":
-        self = object.__new__(cls)
-        self.args, self.kwargs = args, kwargs
-        return self
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Called when pickle calls the class itself (``REDUCE``): nothing to do."""
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def append(self, item: Any) -> None:
-        """Pickle's ``APPEND``."""
-        self.slot("items", []).append(item)
-
-    def extend(self, items: Any) -> None:
-        """Pickle's ``APPENDS``."""
-        self.slot("items", []).extend(items)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.slot("pairs", []).append((key, value))
-
-    def slot(self, slot: str, default: Any = None) -> Any:
-        """The slot ``slot`` (``args``, ``state``...), set to ``default`` first if empty."""
-        try:
-            return getattr(self, slot)
-        except AttributeError:  # copyreg._reconstructor bypasses __new__
-            setattr(self, slot, default)
-            return default
-
-    def __repr__(self) -> str:
-        return f"<{self.path}>"
-
-
-_shadow_classes: dict[str, type[Shadow]] = {}
-
-#: Classes whose objects a GC3Pie pickle may build for real: plain data of
-#: the standard library.  Everything else it names becomes a Shadow.
-_REAL = {
-    "builtins": ("set", "frozenset", "complex", "bytearray", "slice", "object", "list", "dict",
-                 "tuple", "str", "int", "float", "bool", "bytes"),
-    "collections": ("OrderedDict", "deque", "defaultdict"),
-    "datetime": ("datetime", "date", "time", "timedelta", "timezone"),
-    "decimal": ("Decimal",),
-    "uuid": ("UUID",),
-    "pathlib": ("PurePosixPath", "PosixPath", "Path"),
-    "copyreg": ("_reconstructor",),
-}
-
-
-def shadow_class(path: str) -> type[Shadow]:
-    """The Shadow subclass standing for the class ``module:qualname``."""
-    cls = _shadow_classes.get(path)
-    if cls is None:
-        cls = type(path.rpartition(":")[2] or "Shadow", (Shadow,), {"__slots__": (), "path": path})
-        _shadow_classes[path] = cls
-    return cls
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, stream: io.BytesIO, load_ref: Callable[[Any], Any]) -> None:
-        super().__init__(stream)
-        self._load_ref = load_ref
-
-    def find_class(self, module: str, name: str) -> Any:
-        if name in _REAL.get(module, ()):
-            return super().find_class(module, name)
-        return shadow_class(f"{module}:{name}")
-
-    def persistent_load(self, pid: Any) -> Any:
-        return self._load_ref(pid)
-
-
-def unpickle(data: bytes, load_ref: Callable[[Any], Any]) -> Any:
-    """Unpickle a GC3Pie record; ``load_ref(pid)`` gives the object a persistent id stands for.
-
-    Raises whatever the bytes make pickle raise (a truncated or garbled
-    record can raise almost anything).
-    """
-    return _Unpickler(io.BytesIO(data), load_ref).load()
-
 
 def record_class(data: bytes) -> str | None:
     """The ``module:qualname`` of the object a GC3Pie record holds, or None if unreadable.
@@ -434,4 +338,4 @@ def open_source(path: str) -> Source:
 
 
 __all__ = ["GC3PieImportError", "GC3PieStoreError", "ImportTargetError", "NotAGC3PieSessionError",
-           "Shadow", "Source", "Version", "open_source", "read_index", "record_class", "unpickle"]
+           "Source", "Version", "open_source", "read_index", "record_class"]
