@@ -1,61 +1,157 @@
-"""How ``gsession`` shows tasks: table rows, full descriptions, counts, JSON-ready values.
+"""How ``gsession`` shows tasks: list rows, descriptions, counts, JSON-ready values.
 
 Text and ``--json`` output are built from the same dictionaries, so the two
-never disagree: :func:`describe` gives what ``show`` prints either way.
-Values that JSON cannot hold are shown as the id of the record they refer
-to (for references) or as their ``repr``.
+never disagree.  ``list`` rows come from task summaries (read from record
+headers: no task class is imported); ``show`` describes a task from its
+summary and its record unpickled inertly (:mod:`gc3session.persistence.inert`),
+or, with ``--full``, from the object itself.  Times are epoch seconds in JSON
+(with an ``_iso`` twin) and local ISO 8601 in text; an exit status is shown
+as the exit code, or the name of the signal that killed the command, never
+as a raw wait status.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import signal as signals
 import time
 from typing import Any
 
-from .persistence.record import class_path
+from .persistence.inert import Reference, Shadow, attributes
+from .persistence.record import class_path, task_state, task_summary
 from .task import State
 
+#: Pseudo-signals the engine records for outcomes a command cannot report (gc3session.engine).
+_PSEUDO_SIGNALS = {121: "missing outputs", 123: "terminated() failed"}
+#: The times of a summary, each shown as epoch seconds and as ``<name>_iso``.
+TIMES = ("changed", "submitted", "started", "ended")
 
-def summary(task: Any, recursive: bool) -> dict[str, Any]:
-    """A ``list`` row: id, jobname, state, returncode, info (and children with ``recursive``)."""
-    execution = task.execution
-    row: dict[str, Any] = {"id": str(task.persistent_id), "jobname": task.jobname,
-                           "state": str(execution.state), "returncode": execution.returncode,
-                           "info": execution.info}
-    if recursive:
-        row["children"] = [summary(c, True) for c in getattr(task, "tasks", None) or ()]
+
+def iso(when: float | None) -> str | None:
+    """Epoch seconds as local ISO 8601 with the UTC offset (seconds precision), or None."""
+    if when is None:
+        return None
+    return datetime.datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")
+
+
+def signal_name(number: int | None) -> str | None:
+    """``SIGKILL`` for 9; what a pseudo-signal of the engine means; None for no signal."""
+    if not number:
+        return None
+    if number in _PSEUDO_SIGNALS:
+        return _PSEUDO_SIGNALS[number]
+    try:
+        return signals.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def exit_text(exitcode: int | None, signal: int | None) -> str:
+    """How a run ended, in a word: the signal's name if one killed it, else the exit code."""
+    name = signal_name(signal)
+    if name is not None:
+        return name
+    return "" if exitcode is None else str(exitcode)
+
+
+def list_row(pid: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """A ``list`` row (JSON-ready) from a task summary."""
+    exitcode, signal = summary.get("exitcode"), summary.get("signal")
+    row: dict[str, Any] = {
+        "id": pid, "jobname": summary.get("jobname"), "class": summary.get("class"),
+        "state": summary.get("state"), "exitcode": exitcode, "signal": signal,
+        "signal_name": signal_name(signal),
+        "returncode": None if exitcode is None and signal is None
+        else ((exitcode or 0) << 8) | (signal or 0),
+        "attempts": summary.get("attempts", 0), "info": summary.get("info"),
+        "stdout": summary.get("stdout"), "stderr": summary.get("stderr"),
+    }
+    for key in TIMES:
+        row[key] = summary.get(key)
+        row[f"{key}_iso"] = iso(summary.get(key))
     return row
 
 
+def list_table(rows: list[tuple[int, dict[str, Any]]]) -> str:
+    """``JobID | Job name | State | Exit | Changed | Info`` for ``(depth, row)`` pairs.
+
+    Children are indented two spaces per level under their parent.
+    """
+    cells = [("JobID", "Job name", "State", "Exit", "Changed", "Info")]
+    for depth, row in rows:
+        cells.append(("  " * depth + row["id"], row["jobname"] or "", row["state"] or "",
+                      exit_text(row["exitcode"], row["signal"]), row["changed_iso"] or "",
+                      " ".join((row["info"] or "").split())))
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = [" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+             for row in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 #: Attributes shown elsewhere in a description (or not at all).
-_HIDDEN = {"changed", "persistent_id", "execution", "tasks"}
+_HIDDEN = {"changed", "_changed", "persistent_id", "execution", "tasks"}
 
 
-def describe(task: Any, listed: bool) -> dict[str, Any]:
-    """Everything ``show`` says about ``task``; ``listed``: is it a top-level task of the session."""
-    attributes = {k: v for k, v in vars(task).items() if not k.startswith("_") and k not in _HIDDEN}
-    data: dict[str, Any] = {"id": str(task.persistent_id), "class": class_path(type(task)),
-                            "listed": listed, "attributes": _plain(attributes)}
-    children = getattr(task, "tasks", None)
-    if children is not None:
-        data["children"] = [str(getattr(c, "persistent_id", c)) for c in children]
-    execution = getattr(task, "execution", None)
-    if execution is not None:
-        extra = {k: v for k, v in vars(execution).items()
-                 if not k.startswith("_") and k != "history"}
-        data["execution"] = _plain({"state": str(execution.state),
-                                    "returncode": execution.returncode,
-                                    "exitcode": execution.exitcode, "signal": execution.signal,
-                                    **extra})
-        data["history"] = [{"time": when, "message": message}
-                           for message, when, _tags in execution.history]
+def describe(pid: str, summary: dict[str, Any], attrs: dict[str, Any] | None,
+             listed: bool) -> dict[str, Any]:
+    """What ``show`` says of a task: its summary, its attributes (``attrs``, the record
+    unpickled inertly or the object's), its children and its history."""
+    data: dict[str, Any] = {"id": pid, "class": summary.get("class"), "listed": listed,
+                            "summary": list_row(pid, summary)}
+    attrs = attrs or {}
+    data["attributes"] = _plain({k: v for k, v in attrs.items()
+                                 if not k.startswith("_") and k not in _HIDDEN})
+    if summary.get("children") is not None:
+        data["children"] = list(summary["children"])
+    data["history"] = [{"time": when, "time_iso": iso(when), "message": message}
+                       for message, when in history(attrs.get("execution"))]
     return data
 
 
+def describe_object(task: Any, listed: bool) -> dict[str, Any]:
+    """``show --full``: :func:`describe` from the object itself (its class was imported)."""
+    state = task_state(task)
+    summary = {"class": class_path(type(task)), "state": state, **task_summary(task, state)}
+    data = describe(str(task.persistent_id), summary, dict(vars(task)), listed)
+    execution = getattr(task, "execution", None)
+    if execution is not None:
+        data["execution"] = _plain({
+            "state": str(execution.state), "returncode": execution.returncode,
+            "exitcode": execution.exitcode, "signal": execution.signal,
+            **{k: v for k, v in vars(execution).items() if not k.startswith("_") and k != "history"}})
+    return data
+
+
+def history(execution: Any) -> list[tuple[str, float]]:
+    """``(message, epoch)`` of a task's history, from the object or from inert data."""
+    if isinstance(execution, Shadow):
+        record = attributes(execution) or {}
+        log = record.get("history")
+        messages = (attributes(log) or {}).get("_messages", []) if isinstance(log, Shadow) else []
+    else:
+        messages = getattr(getattr(execution, "history", None), "_messages", None) or []
+    return [(str(entry[0]), float(entry[1])) for entry in messages
+            if isinstance(entry, tuple) and len(entry) >= 2 and isinstance(entry[1], (int, float))]
+
+
 def render_description(data: dict[str, Any]) -> str:
-    """:func:`describe`'s data as indented text, history times in local time."""
+    """:func:`describe`'s data as indented text, times in local ISO 8601."""
     listed = "" if data["listed"] else ", not listed in the session"
-    lines = [f"{data['id']} ({data['class']}{listed})"]
+    row = data["summary"]
+    lines = [f"{data['id']} ({data['class']}{listed})",
+             f"  job name: {row['jobname'] or ''}", f"  state: {row['state']}"]
+    ended = exit_text(row["exitcode"], row["signal"])
+    if ended:
+        lines.append(f"  exit: {ended}")
+    lines.append(f"  attempts: {row['attempts']}")
+    for key in TIMES:
+        if row[key] is not None:
+            lines.append(f"  {key}: {row[f'{key}_iso']}")
+    for key in ("stdout", "stderr"):
+        if row[key]:
+            lines.append(f"  {key}: {row[key]}")
     for key, value in sorted(data["attributes"].items()):
         lines.append(f"  {key}: {_text(value)}")
     if "children" in data:
@@ -64,10 +160,10 @@ def render_description(data: dict[str, Any]) -> str:
         lines.append("  execution:")
         for key, value in data["execution"].items():
             lines.append(f"    {key}: {_text(value)}")
-        lines.append("  history:")
-        for entry in data["history"]:
-            when = time.strftime("%b %d %H:%M:%S", time.localtime(entry["time"]))
-            lines.append(f"    {when} {entry['message']}")
+    lines.append("  history:")
+    for entry in data["history"]:
+        when = time.strftime("%b %d %H:%M:%S", time.localtime(entry["time"]))
+        lines.append(f"    {when} {entry['message']}")
     return "\n".join(lines)
 
 
@@ -89,6 +185,8 @@ def _plain(value: Any) -> Any:
 
 def json_default(value: Any) -> Any:
     """``json.dump``'s fallback: a referenced record by its id, anything else by its repr."""
+    if isinstance(value, Reference):
+        return value.id
     pid = getattr(value, "persistent_id", None)
     return str(pid) if pid is not None else repr(value)
 
@@ -104,4 +202,5 @@ def count_table(counts: dict[str, int], total: int) -> str:
                      for a, b, c in rows)
 
 
-__all__ = ["count_table", "describe", "json_default", "render_description", "summary"]
+__all__ = ["TIMES", "count_table", "describe", "describe_object", "exit_text", "history", "iso",
+           "json_default", "list_row", "list_table", "render_description", "signal_name"]

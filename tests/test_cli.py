@@ -8,6 +8,7 @@ directories, SQLite files and a PostgreSQL database.
 from __future__ import annotations
 
 import io
+import datetime
 import json
 import os
 import subprocess
@@ -83,17 +84,20 @@ def sess(tmp_path: Any) -> tuple[str, dict[str, str]]:
 
 
 # --- list, show, log, stats -----------------------------------------------------------
-def test_list_prints_gc3pie_table_of_top_level_tasks(sess: Any) -> None:
-    """`list` prints JobID | Job name | State | Info, one row per top-level task, exit 0."""
+def test_list_prints_a_table_of_top_level_tasks(sess: Any) -> None:
+    """`list` prints JobID | Job name | State | Exit | Changed | Info, one row per top-level
+    task, exit 0; the exit code (not the wait status) and the time in local ISO 8601."""
     path, ids = sess
     rc, out, err = run("list", path)
     assert rc == 0 and err == ""
     lines = out.splitlines()
-    assert [c.strip() for c in lines[0].split("|")] == ["JobID", "Job name", "State", "Info"]
+    assert [c.strip() for c in lines[0].split("|")] == ["JobID", "Job name", "State", "Exit",
+                                                        "Changed", "Info"]
     rows = [[c.strip() for c in line.split("|")] for line in lines[2:]]
-    assert [(r[0], r[1], r[2]) for r in rows] == [
-        (ids["ok"], "ok", "TERMINATED"), (ids["failed"], "failed", "TERMINATED"),
-        (ids["new"], "new", "NEW"), (ids["outer"], "outer", "NEW")]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (ids["ok"], "ok", "TERMINATED", "0"), (ids["failed"], "failed", "TERMINATED", "1"),
+        (ids["new"], "new", "NEW", ""), (ids["outer"], "outer", "NEW", "")]
+    assert all(datetime.datetime.fromisoformat(r[4]).tzinfo is not None for r in rows)
 
 
 def test_list_recursive_indents_children(sess: Any) -> None:
@@ -125,29 +129,34 @@ def test_list_of_empty_session_prints_header_only(tmp_path: Any) -> None:
     assert rc == 0 and len(out.splitlines()) == 2 and out.startswith("JobID")
 
 
-def test_show_prints_attributes_execution_and_children(sess: Any) -> None:
-    """`show` names the class, every attribute, the execution record and the children's ids."""
+def test_show_prints_summary_attributes_history_and_children(sess: Any) -> None:
+    """`show` names the class, the state and exit, every attribute, the history and the
+    children's ids (from the record, no class imported); --full adds the execution record."""
     path, ids = sess
     rc, out, _ = run("show", path, ids["failed"])
     assert rc == 0
     assert out.splitlines()[0] == f"{ids['failed']} (gc3session.task:Task)"
+    assert "  state: TERMINATED" in out and "  exit: 1" in out
     assert "  jobname: failed" in out and "  value: 2" in out
-    assert "    state: TERMINATED" in out and "    returncode: 256" in out
     assert "Transition from state NEW to state TERMINATED" in out
+    rc, out, _ = run("show", "--full", path, ids["failed"])
+    assert rc == 0 and "    returncode: 256" in out
     rc, out, _ = run("show", path, ids["inner"])
     assert rc == 0 and "not listed in the session" in out.splitlines()[0]
     assert f"  children: {ids['leaf-1']}, {ids['leaf-2']}" in out
 
 
 def test_show_json(sess: Any) -> None:
-    """`show --json` holds id, class, attributes, execution, history and children ids."""
+    """`show --json` holds id, class, summary, attributes, history and children ids."""
     path, ids = sess
     rc, out, _ = run("show", "--json", path, ids["outer"])
     data = json.loads(out)
     assert rc == 0 and data["id"] == ids["outer"] and data["listed"] is True
     assert data["class"] == "gc3session.task:ParallelTaskCollection"
     assert data["children"] == [ids["inner"], ids["leaf-3"]]
-    assert data["attributes"]["jobname"] == "outer" and data["execution"]["state"] == "NEW"
+    assert data["attributes"]["jobname"] == "outer" and data["summary"]["state"] == "NEW"
+    rc, out, _ = run("show", "--json", "--full", path, ids["outer"])
+    assert rc == 0 and json.loads(out)["execution"]["attempt"] == 0
 
 
 @pytest.mark.parametrize("task_id", ["Task.999", "../etc/passwd"])
@@ -199,8 +208,9 @@ def test_stats_counts_states(sess: Any) -> None:
     assert data["driver"] is None
 
 
-def test_stats_needs_no_task_class_but_list_reports_unloadable(tmp_path: Any) -> None:
-    """Records whose class is gone: stats still counts them (headers only); list exits 65."""
+def test_inspecting_needs_no_task_class(tmp_path: Any) -> None:
+    """Records whose class is gone: stats, list, show and log work (headers and inert records);
+    only show --full needs the class, and says in one line which one it cannot import."""
     module_dir = tmp_path / "mods"
     module_dir.mkdir()
     (module_dir / "vanishing_mod.py").write_text(
@@ -220,19 +230,24 @@ def test_stats_needs_no_task_class_but_list_reports_unloadable(tmp_path: Any) ->
     rc, out, _ = run("stats", "--json", path)
     assert rc == 0 and json.loads(out)["states"] == {"NEW": 2}
     rc, out, err = run("list", path)
-    assert rc == 65
-    assert "plain" in out and "Vanishing.1" in err and "vanishing_mod" in err
+    assert rc == 0 and "plain" in out and "Vanishing.1" in out and err == ""
+    assert run("show", path, "Vanishing.1")[0] == 0 and run("log", path)[0] == 0
+    rc, out, err = run("show", "--full", path, "Vanishing.1")
+    assert rc == 1 and err.count("\n") == 1 and "vanishing_mod" in err and "Vanishing.1" in err
 
 
 def test_untrusted_refuses_classes_off_the_allow_list(tmp_path: Any) -> None:
-    """--untrusted loads gc3session's classes but reports a user class instead of importing it."""
+    """--untrusted lists and shows every task (nothing is imported), but loading a user class
+    (show --full, fsck) is refused instead of importing it."""
     path = str(tmp_path / "s")
     with Session(path) as session:
         session.add(PayloadTask(jobname="user", payload=1))
         session.add(Task(jobname="ours"))
-    assert run("list", path)[0] == 0
-    rc, out, err = run("list", "--untrusted", path)
-    assert rc == 65 and "ours" in out and "PayloadTask.1" in err and "not allowed" in err
+    rc, out, _ = run("list", "--untrusted", path)
+    assert rc == 0 and "ours" in out and "user" in out
+    assert run("show", "--untrusted", path, "PayloadTask.1")[0] == 0
+    rc, out, err = run("show", "--untrusted", "--full", path, "PayloadTask.1")
+    assert rc == 1 and "PayloadTask.1" in err and "not allowed" in err
     assert run("fsck", "--untrusted", path)[0] == fsck.PROBLEMS
 
 
@@ -287,8 +302,8 @@ def test_every_subcommand_has_help_and_a_documented_section() -> None:
     choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "gsession.md")) as stream:
         doc = stream.read()
-    assert set(choices.choices) == {"list", "show", "log", "stats", "fsck", "copy", "import",
-                                    "abort", "delete"}
+    assert set(choices.choices) == {"list", "show", "log", "stats", "report", "fsck", "copy",
+                                    "import", "abort", "delete"}
     for name in choices.choices:
         assert choices.choices[name].description, name
         assert f"    gsession {name} " in doc, name

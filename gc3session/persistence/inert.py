@@ -18,6 +18,8 @@ import io
 import pickle
 from typing import Any, Callable
 
+from .idfactory import is_valid_id
+from .record import REF_TAG, parse_header
 from .safeload import UntrustedUnpickler
 
 
@@ -145,4 +147,44 @@ def attributes(shadow: Shadow) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-__all__ = ["Shadow", "attributes", "inert_unpickler", "shadow_class", "unpickle"]
+class Reference:
+    """A reference to another record, in what :func:`record_attributes` returns."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, id_: str) -> None:
+        self.id = id_
+
+    def __repr__(self) -> str:
+        return f"<{self.id}>"
+
+
+def record_attributes(data: bytes, *, trusted: bool = True) -> dict[str, Any]:
+    """The attributes of the object of gc3session record ``data``, unpickled inertly.
+
+    Objects of the classes it names are :class:`Shadow` data; references to
+    other records are :class:`Reference` objects (nothing else is read).
+
+    :raises ValueError: if ``data`` is not a record; anything the bytes make
+        pickle raise if its payload is damaged.
+    """
+    header = parse_header(data)
+    stream = io.BytesIO(data)
+    stream.seek(header.size)
+
+    def follow(ref: Any) -> Reference:
+        if not (isinstance(ref, tuple) and len(ref) == 2 and ref[0] == REF_TAG
+                and is_valid_id(ref[1])):
+            raise pickle.UnpicklingError(f"unknown persistent reference {ref!r:.80}")
+        return Reference(ref[1])
+
+    unpickler = inert_unpickler(stream, follow, trusted=trusted)
+    unpickler.load()  # the constructor's arguments
+    state, _items, _pairs = unpickler.load()
+    holder = Shadow()
+    holder.state = state
+    return attributes(holder) or {}
+
+
+__all__ = ["Reference", "Shadow", "attributes", "inert_unpickler", "record_attributes",
+           "shadow_class", "unpickle"]
