@@ -7,8 +7,8 @@ directories, SQLite files and a PostgreSQL database.
 
 from __future__ import annotations
 
-import io
 import datetime
+import io
 import json
 import os
 import subprocess

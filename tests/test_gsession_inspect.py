@@ -17,9 +17,8 @@ import textwrap
 import time
 from typing import Any
 
-import pytest
-
 import _chromium
+import pytest
 from _session_objects import child_env
 
 #: A script that defines its task class in __main__ and leaves tasks in every kind of end.
