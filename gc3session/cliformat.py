@@ -12,7 +12,6 @@ as a raw wait status.
 
 from __future__ import annotations
 
-import datetime
 import json
 import signal as signals
 import time
@@ -29,10 +28,17 @@ TIMES = ("changed", "submitted", "started", "ended")
 
 
 def iso(when: float | None) -> str | None:
-    """Epoch seconds as local ISO 8601 with the UTC offset (seconds precision), or None."""
+    """Epoch seconds as local ISO 8601 with the UTC offset (seconds precision), or None.
+
+    >>> iso(None) is None and len(iso(0.0)) == 25
+    True
+    """
     if when is None:
         return None
-    return datetime.datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")
+    local = time.localtime(when)  # C, and the offset of that very moment (summer time...)
+    offset = abs(local.tm_gmtoff) // 60
+    sign = "-" if local.tm_gmtoff < 0 else "+"
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}{sign}{offset // 60:02d}:{offset % 60:02d}"
 
 
 def signal_name(number: int | None) -> str | None:
@@ -73,19 +79,20 @@ def list_row(pid: str, summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def list_table(rows: list[tuple[int, dict[str, Any]]]) -> str:
-    """``JobID | Job name | State | Exit | Changed | Info`` for ``(depth, row)`` pairs.
+def list_table(rows: list[tuple[int, str, dict[str, Any]]]) -> str:
+    """``JobID | Job name | State | Exit | Changed | Info`` for ``(depth, id, summary)`` rows.
 
     Children are indented two spaces per level under their parent.
     """
     cells = [("JobID", "Job name", "State", "Exit", "Changed", "Info")]
-    for depth, row in rows:
-        cells.append(("  " * depth + row["id"], row["jobname"] or "", row["state"] or "",
-                      exit_text(row["exitcode"], row["signal"]), row["changed_iso"] or "",
-                      " ".join((row["info"] or "").split())))
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    lines = [" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
-             for row in cells]
+    for depth, pid, summary in rows:
+        cells.append(("  " * depth + pid, summary.get("jobname") or "", summary.get("state") or "",
+                      exit_text(summary.get("exitcode"), summary.get("signal")),
+                      iso(summary.get("changed")) or "",
+                      " ".join((summary.get("info") or "").split())))
+    widths = [max(map(len, column)) for column in zip(*cells)]
+    line = " | ".join(f"{{:<{width}}}" for width in widths).format  # one call per row
+    lines = [line(*row).rstrip() for row in cells]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -48,7 +48,7 @@ from gc3session.exceptions import (
     StoreWriteError,
 )
 from gc3session.persistence.idfactory import IdFactory, is_valid_id, seqno_of
-from gc3session.persistence.record import Record, parse_header, summary_dict
+from gc3session.persistence.record import Record, parse_header, summary_dicts
 from gc3session.persistence.recordstore import RecordStore
 from gc3session.persistence.store import Finding, tmp_file_findings
 from gc3session.persistence.url import StoreUrl
@@ -310,13 +310,10 @@ class FilesystemStore(RecordStore):
         states, unsure = found
         logged = self._summary_log.fold()
         wanted = list(states) if pids is None else [pid for pid in pids if pid in states]
-        result: dict[str, dict[str, Any]] = {}
         missing = set(unsure)
-        for pid in wanted:
-            entry = logged.get(pid)
-            if entry is None or pid in missing:
-                continue
-            result[pid] = summary_dict(entry[0], states[pid], entry[1])
+        known = [pid for pid in wanted if pid in logged and pid not in missing]
+        result = dict(zip(known, summary_dicts([(*logged[pid][:1], states[pid], logged[pid][1])
+                                                for pid in known])))
         rest = [pid for pid in wanted if pid not in result]
         if rest:
             result.update(super()._summaries(rest))

@@ -29,7 +29,7 @@ from gc3session.exceptions import (
     StoreWriteError,
 )
 from gc3session.persistence.idfactory import IdFactory
-from gc3session.persistence.record import Record, summary_dict
+from gc3session.persistence.record import Record, summary_dicts
 from gc3session.persistence.recordstore import RecordStore
 from gc3session.persistence.url import StoreUrl
 from gc3session.stores.sqlengine import MEMORY, RETRY_DEADLINE, WRITE, make_engine, retry
@@ -419,8 +419,9 @@ class SqlStore(RecordStore):
         except sa.exc.SQLAlchemyError as err:
             raise LoadError(f"cannot read the summaries of {self.location('-')}: {err}",
                             location=self.location("-"), cause=str(err)) from err
-        result = {pid: summary_dict(cls or "", state, summary.encode("ascii"))
-                  for pid, cls, state, summary in rows if summary is not None}
+        known = [row for row in rows if row[3] is not None]
+        result = dict(zip((row[0] for row in known), summary_dicts(
+            [(cls or "", state, summary.encode("ascii")) for _, cls, state, summary in known])))
         older = [pid for pid, _, _, summary in rows if summary is None]
         if older:
             result.update(super()._summaries(older))

@@ -55,14 +55,15 @@ def cmd_list(args: argparse.Namespace, out: Output) -> int:
         rows = rows[args.offset:][:args.limit] if args.limit is not None else rows[args.offset:]
         listed = list(_with_children(session, rows, args.recursive, missing))
     if args.json or args.jsonl:
-        nested = _nest(listed)
+        nested = _nest([(depth, cliformat.list_row(pid, summary))
+                        for depth, pid, summary in listed])
         if args.jsonl:
             for row in nested:
                 out.print(json.dumps(row, sort_keys=True))
         else:
             out.json(nested)
     else:
-        out.print(cliformat.list_table([(depth, row) for depth, row in listed]))
+        out.print(cliformat.list_table(listed))
     for pid in missing:
         out.warn(f"cannot read the record of {pid} (gsession fsck says why)")
     return EXIT_LOAD_ERRORS if missing else 0
@@ -95,23 +96,23 @@ def _sort_key(item: tuple[str, dict[str, Any]], field: str) -> tuple[Any, ...]:
 
 
 def _with_children(session: Session, rows: list[tuple[str, dict[str, Any]]], recursive: bool,
-                   missing: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(depth, list row)`` of each row, and with ``recursive`` of its children, depth first."""
+                   missing: list[str]) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """``(depth, id, summary)`` of each row, and with ``recursive`` of its children, depth first."""
     for pid, summary in rows:
-        yield 0, cliformat.list_row(pid, summary)
+        yield 0, pid, summary
         if recursive:
             yield from _children(session, summary, 1, missing)
 
 
 def _children(session: Session, summary: dict[str, Any], depth: int,
-              missing: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+              missing: list[str]) -> Iterator[tuple[int, str, dict[str, Any]]]:
     ids = [pid for pid in summary.get("children") or () if is_valid_id(pid)]
     found = session.store.summaries(ids) if ids else {}
     for pid in ids:
         if pid not in found:
             missing.append(pid)
             continue
-        yield depth, cliformat.list_row(pid, found[pid])
+        yield depth, pid, found[pid]
         yield from _children(session, found[pid], depth + 1, missing)
 
 

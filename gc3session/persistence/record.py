@@ -82,7 +82,7 @@ def class_path(cls: type) -> str:
 def task_summary(obj: Any, state: str | None) -> dict[str, Any]:
     """What ``gsession list`` and ``report`` say about a task in ``state``, from its attributes.
 
-    Keys (each present; None where the task does not say): ``jobname``;
+    Keys (None where the task does not say; a header leaves those out): ``jobname``;
     ``exitcode`` and ``signal``; ``submitted``, ``started`` and ``ended``,
     the epoch times the task last entered SUBMITTED, RUNNING and TERMINATED
     (``ended`` only while it is TERMINATED); ``changed``, when its state last
@@ -124,21 +124,49 @@ def _output(directory: Any, name: Any) -> str | None:
     return f"{directory}/{name}" if directory else name
 
 
+#: The keys of a task summary (:func:`task_summary`), each None unless a summary says otherwise.
+SUMMARY_KEYS = ("jobname", "exitcode", "signal", "submitted", "started", "ended", "changed",
+                "attempts", "stdout", "stderr", "info", "children")
+_NO_SUMMARY = dict.fromkeys(SUMMARY_KEYS)
+
+
 def summary_dict(cls: str, state: str | None, summary_json: bytes) -> dict[str, Any]:
-    """A record's summary as tools get it: its ``class`` and ``state``, then the summary's keys."""
+    """A record's summary as tools get it: its ``class`` and ``state``, then every key of
+    :data:`SUMMARY_KEYS` (None where the header's JSON leaves it out)."""
     try:
         summary = json.loads(summary_json)
     except ValueError:
         summary = {}
-    return {"class": cls, "state": state, **(summary if isinstance(summary, dict) else {})}
+    return {"class": cls, "state": state, **_NO_SUMMARY,
+            **(summary if isinstance(summary, dict) else {})}
+
+
+def summary_dicts(entries: list[tuple[str, str | None, bytes]]) -> list[dict[str, Any]]:
+    """:func:`summary_dict` of many ``(class, state, summary JSON)`` entries at once.
+
+    All the JSON is decoded in one call (one array), which for 100,000
+    summaries is several times faster than a call each; if one of them is
+    damaged, each is decoded alone and the damaged ones are empty.
+    """
+    try:
+        decoded = json.loads(b"[" + b",".join(summary for _, _, summary in entries) + b"]")
+    except ValueError:
+        return [summary_dict(cls, state, summary) for cls, state, summary in entries]
+    return [{"class": cls, "state": state, **_NO_SUMMARY,
+             **(summary if isinstance(summary, dict) else {})}
+            for (cls, state, _), summary in zip(entries, decoded)]
 
 
 _SUMMARY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
 
 
 def encode_summary(summary: dict[str, Any]) -> bytes:
-    """The JSON of a summary as it goes into a header: compact, ASCII, one line."""
-    return _SUMMARY_ENCODER.encode(summary).encode("ascii")
+    """The JSON of a summary as it goes into a header: compact, ASCII, one line.
+
+    Keys whose value is None are left out (readers take a missing key as None).
+    """
+    return _SUMMARY_ENCODER.encode({key: value for key, value in summary.items()
+                                    if value is not None}).encode("ascii")
 
 
 def header_line(cls: type, state: str | None, summary: bytes = b"{}") -> bytes:
@@ -194,4 +222,5 @@ def parse_header(data: bytes) -> Header:
 
 __all__ = ["FORMAT_VERSION", "Header", "MAGIC", "MAX_HEADER", "NO_STATE", "PICKLE_PROTOCOL",
            "REF_TAG", "Record", "SERIALIZER", "SUMMARY_TEXT_LIMIT", "class_path", "encode_summary",
-           "header_line", "parse_header", "summary_dict", "task_state", "task_summary"]
+           "SUMMARY_KEYS", "header_line", "parse_header", "summary_dict", "summary_dicts", "task_state",
+           "task_summary"]
