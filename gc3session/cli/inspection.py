@@ -16,7 +16,7 @@ import fnmatch
 import json
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 from .. import cliformat, fsio
 from ..cliplumbing import EXIT_LOAD_ERRORS, UsageError
@@ -26,7 +26,7 @@ from ..persistence.inert import record_attributes
 from ..persistence.records import read_records
 from ..session import Session
 from ..sessionlock import lock_owner
-from ..summary import OUTCOMES, outcome
+from ..summary import OUTCOMES, TaskSummary, outcome
 from ..task import State
 from .common import AddCommand, Output
 
@@ -237,7 +237,7 @@ def cmd_report(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _report_tasks(session: Session) -> Iterator[dict[str, Any]]:
+def _report_tasks(session: Session) -> Iterator[TaskSummary]:
     """The report's task summaries: every task that has no children (the workflow's leaves)."""
     level = session.summaries()
     while level:
@@ -249,10 +249,11 @@ def _report_tasks(session: Session) -> Iterator[dict[str, Any]]:
             state = summary.get("state") or "NEW"
             ended = summary.get("ended") if state == "TERMINATED" else None
             started = summary.get("started")
-            yield {**{key: summary.get(key, default) for key, default in _REPORT_DEFAULTS.items()},
-                   "id": pid, "class": summary.get("class") or "?:?", "state": state,
-                   "started": started, "ended": ended if started is None or ended is None
-                   or ended >= started else None}
+            yield cast(TaskSummary, {
+                **{key: summary.get(key, default) for key, default in _REPORT_DEFAULTS.items()},
+                "id": pid, "class": summary.get("class") or "?:?", "state": state,
+                "started": started, "ended": ended if started is None or ended is None
+                or ended >= started else None})
         level = session.store.summaries(children) if children else {}
 
 

@@ -145,10 +145,7 @@ class SessionState(Session):
 
         :raises InvalidValue: if the task has no ``jobname`` or another job has it.
         """
-        name = getattr(task, "jobname", None)
-        if not isinstance(name, str) or not name:
-            raise InvalidValue(f"a job needs a jobname (its PlainBox id), {task!r} has none",
-                               path=self.path)
+        name = self._jobname(task)
         known = self._job_states.get(name)
         if known is not None and known.job is not task:
             raise InvalidValue(f"session {self.location} already has a job {name!r}",
@@ -173,6 +170,17 @@ class SessionState(Session):
         :raises InvalidValue: if there is none.
         """
         return self._state_of(job_id).job
+
+    def _jobname(self, task: Any) -> str:
+        """The job id of ``task``: its ``jobname``.
+
+        :raises InvalidValue: if it has none.
+        """
+        name = getattr(task, "jobname", None)
+        if not isinstance(name, str) or not name:
+            raise InvalidValue(f"a job needs a jobname (its PlainBox id), {task!r} has none",
+                               path=self.path)
+        return name
 
     def _state_of(self, job: "Task | str") -> JobState:
         name = job if isinstance(job, str) else getattr(job, "jobname", None)
@@ -200,7 +208,7 @@ class SessionState(Session):
             raise InvalidType(f"a job result must be a JobResult, not {type(result).__name__}")
         if isinstance(result, MemoryJobResult) and \
                 sum(len(record.data) for record in result.io_log) > INLINE_IO_LOG_LIMIT:
-            path = self._new_io_log_path(state.job.jobname)
+            path = self._new_io_log_path(self._jobname(state.job))
             write_io_log(path, result.io_log, durable=self.durable)
             result = DiskJobResult({"outcome": result.outcome, "return_code": result.return_code,
                                     "execution_duration": result.execution_duration,
@@ -259,7 +267,7 @@ class SessionState(Session):
         get records; tasks not listed are forgotten (their records stay in
         the store).  Results of the session are dropped.  One index update.
         """
-        wanted = {job.jobname: job for job in jobs}
+        wanted = {self._jobname(job): job for job in jobs}
         rewrite = set(changed)
         for name, state in list(self._job_states.items()):
             if name not in wanted:
