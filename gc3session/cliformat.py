@@ -9,9 +9,11 @@ to (for references) or as their ``repr``.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from typing import Any
 
+from .engine import SIGNAL_DATA_STAGING, SIGNAL_HOOK_FAILED
 from .persistence.record import class_path
 from .task import State
 
@@ -42,14 +44,58 @@ def describe(task: Any, listed: bool) -> dict[str, Any]:
     execution = getattr(task, "execution", None)
     if execution is not None:
         extra = {k: v for k, v in vars(execution).items()
-                 if not k.startswith("_") and k != "history"}
+                 if not k.startswith("_") and k not in ("history", "attempts")}
         data["execution"] = _plain({"state": str(execution.state),
                                     "returncode": execution.returncode,
                                     "exitcode": execution.exitcode, "signal": execution.signal,
                                     **extra})
         data["history"] = [{"time": when, "message": message}
                            for message, when, _tags in execution.history]
+        data["attempts"] = _plain(attempts(execution))
     return data
+
+
+def attempts(execution: Any) -> list[dict[str, Any]]:
+    """Every attempt of a task: those that ended before a redo, then the current one if it ran."""
+    past = list(getattr(execution, "attempts", None) or ())
+    summary = getattr(execution, "attempt_summary", None)
+    if callable(summary) and str(execution.state) != State.NEW.value:
+        past.append({**summary(), "current": True})
+    return past
+
+
+def exit_text(exitcode: int | None, signum: int | None) -> str:
+    """How a command ended, in words: ``exit code 3``, ``killed by signal 9 (SIGKILL)``...
+
+    >>> exit_text(3, 0), exit_text(None, 9), exit_text(0, SIGNAL_DATA_STAGING)
+    ('exit code 3', 'killed by signal 9 (SIGKILL)', 'exit code 0, declared outputs missing')
+    """
+    if signum == SIGNAL_DATA_STAGING:
+        return f"exit code {exitcode}, declared outputs missing"
+    if signum == SIGNAL_HOOK_FAILED:
+        return f"exit code {exitcode}, its terminated() raised"
+    if signum:
+        try:
+            return f"killed by signal {signum} ({signal.Signals(signum).name})"
+        except ValueError:
+            return f"killed by signal {signum}"
+    return "no exit status" if exitcode is None else f"exit code {exitcode}"
+
+
+def attempt_line(entry: dict[str, Any]) -> str:
+    """``#2 TERMINATED, exit code 3, 0.52 s, started May 01 12:00:00, in DIR``."""
+    parts = [f"#{entry.get('attempt')} {entry.get('state')}"]
+    if entry.get("signal") or entry.get("exitcode") is not None:
+        parts.append(exit_text(entry.get("exitcode"), entry.get("signal")))
+    if entry.get("duration") is not None:
+        parts.append(f"{entry['duration']:.2f} s")
+    if entry.get("started") is not None:
+        parts.append(f"started {time.strftime('%b %d %H:%M:%S', time.localtime(entry['started']))}")
+    if entry.get("workdir"):
+        parts.append(f"in {entry['workdir']}")
+    if entry.get("kept"):
+        parts.append(f"outputs kept as {', '.join(entry['kept'])}")
+    return ", ".join(parts) + (" (current)" if entry.get("current") else "")
 
 
 def render_description(data: dict[str, Any]) -> str:
@@ -68,6 +114,9 @@ def render_description(data: dict[str, Any]) -> str:
         for entry in data["history"]:
             when = time.strftime("%b %d %H:%M:%S", time.localtime(entry["time"]))
             lines.append(f"    {when} {entry['message']}")
+        if data["attempts"]:
+            lines.append("  attempts:")
+            lines.extend(f"    {attempt_line(entry)}" for entry in data["attempts"])
     return "\n".join(lines)
 
 
@@ -104,4 +153,5 @@ def count_table(counts: dict[str, int], total: int) -> str:
                      for a, b, c in rows)
 
 
-__all__ = ["count_table", "describe", "json_default", "render_description", "summary"]
+__all__ = ["attempt_line", "attempts", "count_table", "describe", "exit_text", "json_default",
+           "render_description", "summary"]

@@ -288,7 +288,7 @@ def test_every_subcommand_has_help_and_a_documented_section() -> None:
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "gsession.md")) as stream:
         doc = stream.read()
     assert set(choices.choices) == {"list", "show", "log", "stats", "fsck", "copy", "import",
-                                    "abort", "delete"}
+                                    "redo", "forget", "adopt", "abort", "delete"}
     for name in choices.choices:
         assert choices.choices[name].description, name
         assert f"    gsession {name} " in doc, name
@@ -628,7 +628,7 @@ def test_copy_refuses_a_destination_holding_other_records(tmp_path: Any) -> None
         other.add(Task(jobname="someone else"))
     rc, _, err = run("copy", path, f"sqlite:///{tmp_path}/busy.db")
     assert rc == 1 and "already holds a different Task.1" in err
-    assert _read(os.path.join(path, "store.url")).decode().startswith("file://")
+    assert _read(os.path.join(path, "store.url")) == b"file:jobs"
     assert run("copy", path, os.path.join(path, "jobs"))[0] == 1  # its own store
 
 
