@@ -22,7 +22,6 @@ from typing import Any
 from gc3session import Application
 from gc3session.cmdline import SessionBasedScript
 
-
 #: The ``-o`` default, which stands for ``SESSION/output/NAME`` (the session is known only later).
 OUTPUT_IN_SESSION = os.path.join("<session>", "output", "NAME")
 

@@ -123,16 +123,17 @@ def redo_tasks(session: Session, tasks: list[Task]) -> list[Redone]:
                 f"{running.persistent_id} ({running.jobname}) is {running.execution.state}: a"
                 f" running task cannot be redone; stop it first (gsession abort {session.path})"
                 " or let it end. Nothing was changed.", id=str(running.persistent_id))
-    done = []
+    done, changed = [], []
     for task in tasks:
         if task.execution.state == State.NEW:
-            continue
+            continue  # nothing ran: nothing to redo
         item = Redone(str(task.persistent_id), task.jobname, str(task.execution.state),
                       task.execution.returncode)
         _redo_tree(task, item, session.durable)
         done.append(item)
-    session.save_many(tasks)
-    if done:
+        changed.append(task)
+    if changed:
+        session.save_many(changed)
         session.clear_end_timestamp()  # the session has work again
     return done
 
