@@ -6,8 +6,10 @@ Each rate is a SequentialTaskCollection of two commands (both in
 writes ``trajectory.csv``; ``analyse`` gets that file staged in and writes
 ``summary.json`` (Lyapunov exponent, period, mean).  The sequence stops
 after the simulation if it failed (the ``next()`` hook).  Both files of a
-rate end up in ``sweep.out/rate-<r>/``; the script prints a table of the
-results at the end of each run.
+rate end up in ``SESSION/output/rate-<r>/`` (the session directory is
+``./sweep`` unless ``-s`` says otherwise; ``-o DIR/NAME`` puts them in
+``DIR/rate-<r>/`` instead); the script prints a table of the results at the
+end of each run.
 
     python3 examples/sweep.py -C 1                       # 12 rates from 2.8 to 3.9
     python3 examples/sweep.py -C 1 --rates 3.2,3.5,3.83  # your own rates
@@ -31,6 +33,8 @@ from gc3session.cmdline import SessionBasedScript
 from gc3session.task import State
 
 MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logistic_model.py")
+#: The ``-o`` default, which stands for ``SESSION/output/NAME`` (the session is known only later).
+OUTPUT_IN_SESSION = os.path.join("<session>", "output", "NAME")
 DEFAULT_RATES = ",".join(f"{2.8 + 0.1 * i:.1f}" for i in range(12))
 
 
@@ -78,7 +82,7 @@ class Sweep(SessionBasedScript):
 
     def setup_args(self, parser: Any) -> None:
         super().setup_args(parser)
-        parser.set_defaults(output=os.path.join(os.getcwd(), "sweep.out", "NAME"))
+        parser.set_defaults(output=OUTPUT_IN_SESSION)
         parser.add_argument("--rates", default=DEFAULT_RATES,
                             help="comma-separated growth rates (default: %(default)s)")
         parser.add_argument("--steps", type=int, default=20000, help="iterations per simulation")
@@ -91,6 +95,9 @@ class Sweep(SessionBasedScript):
         options = ["--delay", str(self.params.delay)]
         if self.params.audit:
             options += ["--audit", os.path.abspath(self.params.audit)]
+        if extra["output_dir"] == OUTPUT_IN_SESSION:  # no -o: under the session directory
+            extra = {**extra, "output_dir": os.path.join(os.path.abspath(self.params.session),
+                                                         "output", "NAME")}
         rates = [float(r) for r in self.params.rates.split(",") if r.strip()]
         return [RatePoint(r, self.params.steps, model_options=options, **extra) for r in rates]
 

@@ -6,7 +6,12 @@ them with bounded concurrency and can be interrupted (Ctrl-C, kill -9) and
 run again: finished counts are kept, lost runs are redone. With no
 directory given it makes a small sample corpus first.
 
-    python3 examples/wordcount.py -C 1 [DIRECTORY]
+    python3 examples/wordcount.py -C 1 [-s SESSION] [-o OUTPUT/NAME] [DIRECTORY]
+
+Everything it writes is under the session directory (``./wordcount`` unless
+``-s`` says otherwise): the sample corpus in ``SESSION/corpus``, each count in
+``SESSION/output/wc-<file>/`` unless ``-o`` names another place (``NAME``
+stands for the task's name).  Nothing lands in the directory it is run from.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from typing import Any
 
 from gc3session import Application
 from gc3session.cmdline import SessionBasedScript
+
+#: The ``-o`` default, which stands for ``SESSION/output/NAME`` (the session is known only later).
+OUTPUT_IN_SESSION = os.path.join("<session>", "output", "NAME")
 
 
 class CountWords(Application):
@@ -41,12 +49,16 @@ class WordCount(SessionBasedScript):
 
     def setup_args(self, parser: Any) -> None:
         super().setup_args(parser)
-        parser.set_defaults(output=os.path.join(os.getcwd(), "wordcount.out", "NAME"))
+        parser.set_defaults(output=OUTPUT_IN_SESSION)
         parser.add_argument("directory", nargs="?", default=None,
-                            help="directory of .txt files (default: a generated sample corpus)")
+                            help="directory of .txt files (default: a generated sample corpus"
+                                 " in SESSION/corpus)")
 
     def new_tasks(self, extra: dict[str, Any]) -> list[CountWords]:
-        directory = self.params.directory or make_sample_corpus(self.params.session + ".corpus")
+        session = os.path.abspath(self.params.session)
+        if extra["output_dir"] == OUTPUT_IN_SESSION:  # no -o: under the session directory
+            extra = {**extra, "output_dir": os.path.join(session, "output", "NAME")}
+        directory = self.params.directory or make_sample_corpus(os.path.join(session, "corpus"))
         names = sorted(n for n in os.listdir(directory) if n.endswith(".txt"))
         return [CountWords(os.path.join(directory, n), **extra) for n in names]
 

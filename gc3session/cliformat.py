@@ -17,12 +17,13 @@ import signal as signals
 import time
 from typing import Any
 
+from .engine import SIGNAL_DATA_STAGING, SIGNAL_HOOK_FAILED
 from .persistence.inert import Reference, Shadow, attributes
 from .persistence.record import class_path, task_state, task_summary
 from .task import State
 
-#: Pseudo-signals the engine records for outcomes a command cannot report (gc3session.engine).
-_PSEUDO_SIGNALS = {121: "missing outputs", 123: "terminated() failed"}
+#: What the engine's pseudo-signals mean: outcomes a command cannot report itself.
+_PSEUDO_SIGNALS = {SIGNAL_DATA_STAGING: "missing outputs", SIGNAL_HOOK_FAILED: "terminated() failed"}
 #: The times of a summary, each shown as epoch seconds and as ``<name>_iso``.
 TIMES = ("changed", "submitted", "started", "ended")
 
@@ -53,12 +54,29 @@ def signal_name(number: int | None) -> str | None:
         return f"signal {number}"
 
 
-def exit_text(exitcode: int | None, signal: int | None) -> str:
-    """How a run ended, in a word: the signal's name if one killed it, else the exit code."""
+def exit_cell(exitcode: int | None, signal: int | None) -> str:
+    """How a run ended, in a word (a ``list`` cell): the signal's name if one killed it, else
+    the exit code."""
     name = signal_name(signal)
     if name is not None:
         return name
     return "" if exitcode is None else str(exitcode)
+
+
+def exit_text(exitcode: int | None, signum: int | None) -> str:
+    """How a command ended, in words: ``exit code 3``, ``killed by signal 9 (SIGKILL)``...
+
+    >>> exit_text(3, 0), exit_text(None, 9), exit_text(0, SIGNAL_DATA_STAGING)
+    ('exit code 3', 'killed by signal 9 (SIGKILL)', 'exit code 0, declared outputs missing')
+    """
+    if signum == SIGNAL_DATA_STAGING:
+        return f"exit code {exitcode}, declared outputs missing"
+    if signum == SIGNAL_HOOK_FAILED:
+        return f"exit code {exitcode}, its terminated() raised"
+    if signum:
+        name = signal_name(signum)
+        return f"killed by signal {signum}" + ("" if name == f"signal {signum}" else f" ({name})")
+    return "no exit status" if exitcode is None else f"exit code {exitcode}"
 
 
 def list_row(pid: str, summary: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +105,7 @@ def list_table(rows: list[tuple[int, str, dict[str, Any]]]) -> str:
     cells = [("JobID", "Job name", "State", "Exit", "Changed", "Info")]
     for depth, pid, summary in rows:
         cells.append(("  " * depth + pid, summary.get("jobname") or "", summary.get("state") or "",
-                      exit_text(summary.get("exitcode"), summary.get("signal")),
+                      exit_cell(summary.get("exitcode"), summary.get("signal")),
                       iso(summary.get("changed")) or "",
                       " ".join((summary.get("info") or "").split())))
     widths = [max(map(len, column)) for column in zip(*cells)]
@@ -114,6 +132,7 @@ def describe(pid: str, summary: dict[str, Any], attrs: dict[str, Any] | None,
         data["children"] = list(summary["children"])
     data["history"] = [{"time": when, "time_iso": iso(when), "message": message}
                        for message, when in history(attrs.get("execution"))]
+    data["attempts"] = attempts(attrs.get("execution"), data["summary"])
     return data
 
 
@@ -127,7 +146,8 @@ def describe_object(task: Any, listed: bool) -> dict[str, Any]:
         data["execution"] = _plain({
             "state": str(execution.state), "returncode": execution.returncode,
             "exitcode": execution.exitcode, "signal": execution.signal,
-            **{k: v for k, v in vars(execution).items() if not k.startswith("_") and k != "history"}})
+            **{k: v for k, v in vars(execution).items()
+               if not k.startswith("_") and k not in ("history", "attempts", "handle")}})
     return data
 
 
@@ -143,16 +163,51 @@ def history(execution: Any) -> list[tuple[str, float]]:
             if isinstance(entry, tuple) and len(entry) >= 2 and isinstance(entry[1], (int, float))]
 
 
+def attempts(execution: Any, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every attempt of a task: those that ended before a redo (``execution.attempts``, from the
+    object or from inert data), then the current one (from the ``list`` row) if it ran."""
+    record = (attributes(execution) or {}) if isinstance(execution, Shadow) else \
+        vars(execution) if execution is not None else {}
+    past = [_plain(entry) for entry in record.get("attempts") or () if isinstance(entry, dict)]
+    if row["state"] not in (None, State.NEW.value) and row["attempts"]:
+        started = row["submitted"] if row["submitted"] is not None else row["started"]
+        ended = row["ended"]
+        handle = record.get("handle")
+        past.append({"attempt": row["attempts"], "state": row["state"],
+                     "exitcode": row["exitcode"], "signal": row["signal"], "started": started,
+                     "ended": ended, "duration": None if started is None or ended is None
+                     else max(0.0, ended - started),
+                     "workdir": handle.get("workdir") if isinstance(handle, dict) else None,
+                     "current": True})
+    return past
+
+
+def attempt_line(entry: dict[str, Any]) -> str:
+    """``#2 TERMINATED, exit code 3, 0.52 s, started 2026-05-01T12:00:00+02:00, in DIR``."""
+    parts = [f"#{entry.get('attempt')} {entry.get('state')}"]
+    if entry.get("signal") or entry.get("exitcode") is not None:
+        parts.append(exit_text(entry.get("exitcode"), entry.get("signal")))
+    if isinstance(entry.get("duration"), (int, float)):
+        parts.append(f"{entry['duration']:.2f} s")
+    if isinstance(entry.get("started"), (int, float)):
+        parts.append(f"started {iso(entry['started'])}")
+    if entry.get("workdir"):
+        parts.append(f"in {entry['workdir']}")
+    if entry.get("kept"):
+        parts.append(f"outputs kept as {', '.join(map(str, entry['kept']))}")
+    return ", ".join(parts) + (" (current)" if entry.get("current") else "")
+
+
 def render_description(data: dict[str, Any]) -> str:
     """:func:`describe`'s data as indented text, times in local ISO 8601."""
     listed = "" if data["listed"] else ", not listed in the session"
     row = data["summary"]
     lines = [f"{data['id']} ({data['class']}{listed})",
              f"  job name: {row['jobname'] or ''}", f"  state: {row['state']}"]
-    ended = exit_text(row["exitcode"], row["signal"])
-    if ended:
-        lines.append(f"  exit: {ended}")
+    if row["exitcode"] is not None or row["signal"]:
+        lines.append(f"  exit: {exit_text(row['exitcode'], row['signal'])}")
     lines.append(f"  attempts: {row['attempts']}")
+    lines.extend(f"    {attempt_line(entry)}" for entry in data["attempts"])
     for key in TIMES:
         if row[key] is not None:
             lines.append(f"  {key}: {row[f'{key}_iso']}")
@@ -209,5 +264,6 @@ def count_table(counts: dict[str, int], total: int) -> str:
                      for a, b, c in rows)
 
 
-__all__ = ["TIMES", "count_table", "describe", "describe_object", "exit_text", "history", "iso",
-           "json_default", "list_row", "list_table", "render_description", "signal_name"]
+__all__ = ["TIMES", "attempt_line", "attempts", "count_table", "describe", "describe_object",
+           "exit_cell", "exit_text", "history", "iso", "json_default", "list_row", "list_table",
+           "render_description", "signal_name"]

@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn, TextIO
 
-from .exceptions import Error
-from .persistence.url import mask_passwords
+from .exceptions import Error, StoreUnavailableError
+from .persistence.url import StoreUrl, mask_passwords
 from .sessionlock import SessionBusyError
 
 EXIT_OK = 0
@@ -90,10 +90,40 @@ def report_error(prog: str, err: BaseException, stream: TextIO) -> int:
     elif isinstance(err, KeyboardInterrupt):
         warn(prog, "exiting upon user request (Ctrl+C)", stream)
     else:
-        warn(prog, f"error: {err}", stream)
+        warn(prog, f"error: {err}{connection_hint(err)}", stream)
     return exit_status_of(err)
 
 
+def connection_hint(err: BaseException) -> str:
+    """What to check when a PostgreSQL store cannot be reached ("" for any other error).
+
+    The error names the URL (password hidden); the hint spells out the host,
+    port, database and user it means, and where a password may come from,
+    since ``store.url`` never holds one.
+
+    >>> from gc3session.exceptions import StoreUnavailableError
+    >>> print(connection_hint(StoreUnavailableError("x", url="postgresql://bob@db:5433/runs")))
+     (host db, port 5433, database runs, user bob: check that the server runs and lets this user
+     in; a password comes from the URL given on the command line, ~/.pgpass (or the file
+     PGPASSFILE names) or PGPASSWORD, never from store.url)
+    """
+    text = getattr(err, "url", None)
+    if not isinstance(err, StoreUnavailableError) or not isinstance(text, str) \
+            or isinstance(err.__cause__, ImportError):
+        return ""
+    try:
+        url = StoreUrl.parse(text)
+    except Error:
+        return ""
+    if url.base_scheme != "postgresql":
+        return ""
+    return (f" (host {url.host or 'from PGHOST, else the local socket'},"
+            f" port {url.port or 'from PGPORT, else 5432'}, database {url.database or 'from PGDATABASE'},"
+            f" user {url.username or 'from PGUSER, else your login'}: check that the server runs"
+            " and lets this user in; a password comes from the URL given on the command line,"
+            " ~/.pgpass (or the file PGPASSFILE names) or PGPASSWORD, never from store.url)")
+
+
 __all__ = ["ArgumentParser", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_LOAD_ERRORS", "EXIT_LOCKED",
-           "EXIT_OK", "EXIT_OSERROR", "EXIT_USAGE", "UsageError", "exit_status_of", "one_line",
-           "report_error", "warn"]
+           "EXIT_OK", "EXIT_OSERROR", "EXIT_USAGE", "UsageError", "connection_hint", "exit_status_of",
+           "one_line", "report_error", "warn"]

@@ -17,16 +17,24 @@ A gc3libs script ports by changing its imports::
         Squares().run()
 
 Lifecycle of one run: parse options; create the session if needed (``-s``,
-``-u``); take the session's driver lock, then load the session; with ``-N``
-kill and remove the old tasks; if the session is empty, call
+``-u``); take the session's driver lock; if the session has no task and a
+store that was never usable, put it on the store ``-u`` (or ``-N``) names
+now (:mod:`gc3session.restart`); load the session, taking the tasks whose
+records cannot be loaded out of it (:mod:`gc3session.quarantine`; if none
+loads, stop with the first error and change nothing); with
+``--redo-failed`` put the failed tasks back to NEW (:mod:`gc3session.redo`);
+with ``-N`` kill and remove the old tasks; if the session is empty, call
 ``new_tasks(extra)`` and add all it returns in one batch (a task whose
 creator gave it no name is named ``<class name>-N<k>``, *k* being its
 position, from 1, in what ``new_tasks`` returned; a name given twice is
 kept twice, with a warning); then drive the tasks with an
 :class:`~gc3session.engine.Engine`: one pass, or with ``-C SECONDS`` until
 all are done, waiting at most SECONDS between passes (less when a command
-ends); print the status table, call :meth:`SessionBasedScript.after_main_loop`;
-set the ``finished`` time stamp when every task is done (exit status 0 or 2).
+ends); print the status table, then the elapsed time, the failed tasks, the
+tasks taken out of the session and the command that runs the failed ones
+again (:mod:`gc3session.runsummary`), then the ``-l`` table; call
+:meth:`SessionBasedScript.after_main_loop`; set the ``finished`` time stamp
+when every task is done (exit status 0 or 2).
 
 Ctrl-C (SIGINT) never cuts a pass in half: the pass in progress completes
 and saves, then the script exits with status 13.  Running commands are left
@@ -38,7 +46,8 @@ Exit status
 -----------
 ==========  ===========================================================
 0           every task ended and succeeded
-bit 2       some tasks failed
+bit 2       some tasks failed (or were taken out of the session because
+            their records cannot be loaded)
 bit 4       some tasks are still running, or UNKNOWN (run again)
 bit 8       some tasks have not started yet (run again)
 13          interrupted by Ctrl-C (SIGINT): state saved, commands left
@@ -62,11 +71,23 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
-from .cliplumbing import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE, ArgumentParser, UsageError, report_error
+from . import runsummary
+from .cliplumbing import (
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_USAGE,
+    ArgumentParser,
+    UsageError,
+    report_error,
+    warn,
+)
 from .engine import RESUME_POLICIES, Engine
-from .exceptions import Error, InvalidValue
+from .exceptions import Error, InvalidValue, LoadError
 from .persistence.url import StoreUrl
 from .progress import ProgressReporter, status_table, task_table
+from .quarantine import quarantine
+from .redo import redo_tasks, select
+from .restart import replace_unused_store
 from .session import Session
 from .sessionlock import driver_lock
 from .task import State, Task, has_default_jobname
@@ -134,6 +155,9 @@ class SessionBasedScript:
         parser.add_argument("--resume-policy", choices=RESUME_POLICIES, default="rerun",
                             help="what to do with tasks whose run was lost while no driver"
                                  " watched (default: %(default)s)")
+        parser.add_argument("--redo-failed", action="store_true",
+                            help="run the failed tasks again (earlier outputs are kept as"
+                                 " numbered backups: stdout.txt.~1~)")
 
     def new_tasks(self, extra: dict[str, Any]) -> Iterable[Any]:
         """Return the tasks of a new session; ``extra`` holds the per-task defaults."""
@@ -146,6 +170,9 @@ class SessionBasedScript:
 
     def main(self, argv: list[str] | None = None) -> int:
         """Run the script with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+        self._started = time.monotonic()
+        self._args = list(argv) if argv is not None else sys.argv[1:]
+        self._prefix = runsummary.command_prefix() if argv is None else [sys.argv[0]]
         try:
             self.params = self.parser.parse_args(argv)
         except UsageError as err:
@@ -173,36 +200,77 @@ class SessionBasedScript:
         # create the session if needed, but load it only under the driver lock:
         # what another driver saved before it let go must be what this one sees
         Session(path, store_or_url=url, load=False).close()
-        with driver_lock(path), Session(path, store_or_url=url) as session:
-            self.session = session
-            try:
-                engine = Engine(session, executor=params.executor, max_in_flight=params.max_running,
-                                resume_policy=params.resume_policy)
-            except InvalidValue as err:  # an unknown -x executor
-                raise UsageError(str(err)) from err
-            guard = _InterruptGuard()
-            try:
-                if params.new_session:
-                    with guard.deferred():
-                        self._abort_all(engine)
-                if len(session) == 0:
-                    tasks = self._make_tasks()
-                    with guard.deferred():  # all of them or none: a half-added session is never seen
-                        for task in tasks:
-                            engine.add(task)
-                        session.flush()
-                else:
-                    log.warning("session already exists, some command-line arguments might be ignored")
-                rc = self._loop(engine, guard)
-                if rc in (0, 2):
-                    session.set_end_timestamp()
-                return rc
-            except KeyboardInterrupt:
-                print(f"{self.name}: exiting upon user request (Ctrl+C); running commands go on"
-                      " and the next run follows them", file=sys.stderr)
-                return EXIT_INTERRUPTED
-            finally:
-                engine.close()  # saves what is left; running commands go on
+        with driver_lock(path):
+            if url is not None or params.new_session:
+                self._replace_unused_store(path, url, broken_only=url is None)
+            with Session(path, store_or_url=url, ignore_errors=True) as session:
+                return self._drive(session)
+
+    def _drive(self, session: Session) -> int:
+        params = self.params
+        self.session = session
+        self._set_aside = self._quarantine(session)
+        if params.redo_failed:
+            redone = redo_tasks(session, select(session, states=["FAILED"]))
+            if redone:
+                print(f"{self.name}: running {len(redone)} failed task(s) again:"
+                      f" {', '.join(item.id for item in redone)}", file=sys.stderr)
+        try:
+            engine = Engine(session, executor=params.executor, max_in_flight=params.max_running,
+                            resume_policy=params.resume_policy)
+        except InvalidValue as err:  # an unknown -x executor
+            raise UsageError(str(err)) from err
+        guard = _InterruptGuard()
+        try:
+            if params.new_session:
+                with guard.deferred():
+                    self._abort_all(engine)
+            if len(session) == 0:
+                tasks = self._make_tasks()
+                with guard.deferred():  # all of them or none: a half-added session is never seen
+                    for task in tasks:
+                        engine.add(task)
+                    session.flush()
+            else:
+                log.warning("session already exists, some command-line arguments might be ignored")
+            rc = self._loop(engine, guard)
+            if rc in (0, 2):
+                session.set_end_timestamp()
+            return rc
+        except KeyboardInterrupt:
+            print(f"{self.name}: exiting upon user request (Ctrl+C); running commands go on"
+                  " and the next run follows them", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        finally:
+            engine.close()  # saves what is left; running commands go on
+
+    def _replace_unused_store(self, path: str, url: "StoreUrl | str | None",
+                              broken_only: bool) -> None:
+        """A session whose first start never got a task takes the store asked for now (-u, -N)."""
+        said = replace_unused_store(path, url, broken_only=broken_only)
+        if said:
+            warn(self.name, said, sys.stderr)
+
+    def _quarantine(self, session: Session) -> list[str]:
+        """Take the tasks that cannot be loaded out of the session; their records stay.
+
+        If not one task loads, the cause is rather the environment (a module
+        not on the path) than the records: nothing is changed, and the first
+        error is raised.
+        """
+        errors = session.load_errors
+        if not errors:
+            return []
+        if len(errors) == len(session):
+            first, err = next(iter(errors.items()))
+            raise LoadError(f"none of the {len(errors)} tasks of session {session.path} can be"
+                            f" loaded ({first}: {err}); nothing was changed. Is the module that"
+                            " defines the task classes importable from here?",
+                            id=first, location=getattr(err, "location", None))
+        done = quarantine(session, errors)
+        for item in done:
+            warn(self.name, item.describe(session.path), sys.stderr)
+        return [item.describe(session.path) for item in done]
 
     def _loop(self, engine: Engine, guard: "_InterruptGuard") -> int:
         reporter = ProgressReporter(sys.stderr)
@@ -218,8 +286,19 @@ class SessionBasedScript:
             reporter.close(engine.counts)
         counts = engine.counts()
         self._print_status(counts)
+        self._print_summary()
+        self._print_tasks()
         self.after_main_loop()
-        return exit_status(counts)
+        # a task set aside this run did not end well: bit 2, as a failed one
+        return exit_status(counts) | (2 if self._set_aside else 0)
+
+    def _print_summary(self) -> None:
+        """Time, failures, tasks set aside, and the command that runs the failed ones again."""
+        assert self.session is not None
+        print(runsummary.render(
+            self.session.path, time.monotonic() - self._started,
+            list(runsummary.failures(self.session)), self._set_aside,
+            runsummary.rerun_command(self._prefix, self._args)))
 
     def after_main_loop(self) -> None:
         """Called after each run's status table (gc3libs hook); ``self.session`` is open."""
@@ -294,6 +373,10 @@ class SessionBasedScript:
             print(f"  There are no tasks in session '{self.session.name}'.")
             return
         print(status_table(counts))
+
+    def _print_tasks(self) -> None:
+        """The tasks in the states ``-l`` names, after the summary."""
+        assert self.session is not None
         if self.params.state:
             wanted = set(self.params.state.split(","))
             rows = [t for t in self.session if any(t.execution.in_state(s) for s in wanted)]

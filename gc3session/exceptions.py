@@ -173,6 +173,19 @@ class CorruptIndexError(CorruptSessionError):
     """``session_ids.txt`` holds something that is not a list of ids."""
 
 
+class ForeignStoreError(CorruptSessionError):
+    """A session's ``store.url`` names a store inside the directory of another session.
+
+    ``owner`` is that other session, ``url`` the store (password hidden).
+    Nothing was opened: writing through it would change the other session's
+    tasks (what a copy made before store URLs were relative would do).
+    """
+
+
+class NotListedError(SessionError, KeyError):
+    """An id given for a session's task is not one of its top-level tasks (``id``, ``path``)."""
+
+
 class StoreSwitchedError(SessionError, RuntimeError):
     """Another process moved the session to another store while this handle was open.
 

@@ -86,7 +86,6 @@ from .exceptions import (
     InvalidValue,
     LoadError,
     NotRegularFileError,
-    SessionNotFoundError,
 )
 from .persistence.idfactory import Id
 from .persistence.records import read_records, record_references
@@ -179,8 +178,9 @@ def check(path: "str | os.PathLike[str]", *, repair: bool = False, orphans: str 
     if orphans not in ORPHAN_POLICIES:
         raise InvalidValue(f"orphans must be one of {', '.join(ORPHAN_POLICIES)}, not {orphans!r}")
     path = os.path.abspath(os.fspath(path))
-    if not os.path.isdir(path) or not os.listdir(path):
-        raise SessionNotFoundError(f"no session in {path}", path=path)
+    if not any(os.path.lexists(os.path.join(path, name))
+               for name in (index.INDEX_FILENAME, sessiondir.STORE_URL_FILENAME)):
+        raise sessiondir.not_a_session(path)  # a damaged session has one of them at least
     sessiondir.read_store_url(path)  # before the driver lock file is made: is it a session?
     if not repair:
         return _Checker(path, False, orphans, trusted).run()

@@ -73,6 +73,10 @@ class Session:
     STORE_URL_FILENAME = sessiondir.STORE_URL_FILENAME
     TIMESTAMP_FILES = sessiondir.TIMESTAMP_FILES
     DEFAULT_JOBS_DIR = sessiondir.DEFAULT_JOBS_DIR
+    #: A new session refuses a store inside another session's directory
+    #: (:func:`gc3session.sessiondir.check_store_place`); a temporary one is
+    #: made to look at such a store and does not.
+    _own_directory = True
 
     def __init__(self, path: "str | os.PathLike[str]", create: bool = True,
                  store_or_url: "Store | str | StoreUrl | None" = None, load: bool = True,
@@ -103,10 +107,12 @@ class Session:
         store_kwargs.setdefault("trusted", trusted)
         if self.readonly:
             store_kwargs["readonly"] = True
-        if os.path.exists(os.path.join(self.path, self.INDEX_FILENAME)) or _is_nonempty_dir(self.path):
-            self._open(store_or_url, store_kwargs)
+        metadata = any(os.path.lexists(os.path.join(self.path, name))
+                       for name in (self.INDEX_FILENAME, self.STORE_URL_FILENAME))
+        if metadata or (create and not self.readonly and _is_nonempty_dir(self.path)):
+            self._open(store_or_url, store_kwargs)  # damage is reported, never created over
         elif self.readonly or not create:
-            raise SessionNotFoundError(f"no session in {self.path}", path=self.path)
+            raise sessiondir.not_a_session(self.path)
         else:
             if wanted:
                 raise InvalidArgument("creating a new session with task_ids makes no sense",
@@ -136,6 +142,8 @@ class Session:
                                   f" in {self.STORE_URL_FILENAME}, so that it can be opened again",
                                   path=self.path)
         self.store_url = self.store.url
+        if self._own_directory:
+            sessiondir.check_store_place(self.path, self.store_url)
         sessiondir.create(self.path, self.store_url, durable=self.durable)
         self._store_stamp = sessiondir.store_url_stamp(self.path)
         self.created = sessiondir.read_timestamp(self.path, "start")
@@ -643,6 +651,8 @@ class TemporarySession(Session):
     Its tasks are ``task_ids``, or every record of the store.  With
     ``delete=True`` the directory (never the store) is removed at exit.
     """
+
+    _own_directory = False
 
     def __init__(self, store_or_url: "Store | str | StoreUrl", task_ids: Iterable[str] | None = None,
                  delete: bool = True, **kwargs: Any) -> None:

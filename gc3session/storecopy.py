@@ -5,7 +5,9 @@
 store named in ``<session>/store.url`` into the store ``dst_url``, then
 switches the session to that store.  In order:
 
-1. take the session's driver lock (refuse while a driver runs it);
+1. refuse a local destination whose directory does not exist (the copy
+   makes the store directory or SQLite file, never the directories above
+   it); take the session's driver lock (refuse while a driver runs it);
 2. read each record's bytes and the ids it refers to; a record that cannot
    be decoded stops the copy before anything is written (``gsession fsck``
    says more);
@@ -48,7 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import index, sessiondir
-from .exceptions import LoadError, SessionError, SessionNotFoundError
+from .exceptions import LoadError, SessionError
 from .persistence.record import parse_header
 from .persistence.records import read_records, record_references
 from .persistence.registry import make_store
@@ -92,10 +94,10 @@ def copy_session(path: "str | os.PathLike[str]", dst_url: "str | StoreUrl", *,
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(os.path.join(path, index.INDEX_FILENAME)):
-        raise SessionNotFoundError(f"no session in {path}", path=path)
+        raise sessiondir.not_a_session(path)
+    dst = check_destination(dst_url)
     with driver_lock(path):
         src_url = sessiondir.read_store_url(path)
-        dst = StoreUrl.parse(dst_url)
         if dst.without_password() == src_url.without_password():
             raise CopyError(f"{dst} is already the store of session {path}", path=path)
         listed = sessiondir.read_index(path)
@@ -123,7 +125,7 @@ def copy_store(src_url: "str | StoreUrl", dst_url: "str | StoreUrl",
     :raises CopyError: naming the id or the reason (an unreadable source
         record, a destination holding other bytes under a copied id).
     """
-    src, dst = StoreUrl.parse(src_url), StoreUrl.parse(dst_url)
+    src, dst = StoreUrl.parse(src_url), check_destination(dst_url)
     if dst.without_password() == src.without_password():
         raise CopyError(f"{dst} is the source store itself", url=str(dst))
     copied = 0
@@ -133,6 +135,25 @@ def copy_store(src_url: "str | StoreUrl", dst_url: "str | StoreUrl",
         with make_store(dst, **store_kwargs) as target:
             copied = _copy_all(source, target)
     return CopyResult("", str(src.without_password()), str(dst.without_password()), 0, copied)
+
+
+def check_destination(dst_url: "str | StoreUrl") -> StoreUrl:
+    """The destination URL, parsed; a local one must name a place in an existing directory.
+
+    A store directory or SQLite file is created by the copy, but never the
+    directories above it: a mistyped path must fail, not leave new
+    directories behind.
+
+    :raises CopyError: naming the missing directory; nothing was written.
+    """
+    dst = StoreUrl.parse(dst_url)
+    if dst.base_scheme in sessiondir.RELATIVE_SCHEMES and os.path.isabs(dst.path):
+        parent = os.path.dirname(dst.path)
+        if not os.path.isdir(parent):
+            raise CopyError(f"cannot copy into {dst}: the directory {parent} does not exist"
+                            " (make it first if the store belongs there); nothing was written",
+                            url=str(dst), path=parent)
+    return dst
 
 
 def _copy_all(source: Store, target: Store) -> int:
@@ -234,4 +255,4 @@ def _verify(target: Store, records: dict[str, bytes]) -> None:
                             id=pid)
 
 
-__all__ = ["CopyError", "CopyResult", "copy_session", "copy_store"]
+__all__ = ["CopyError", "CopyResult", "check_destination", "copy_session", "copy_store"]

@@ -19,7 +19,7 @@ import json
 import os
 import shlex
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from .exceptions import InvalidValue
 from .persistence.serialization import Persistable
@@ -89,6 +89,10 @@ class Run:
     #: What the executor needs to find the current run again (its working
     #: directory, the executor's name, a pid or a key), or None before a run.
     handle: "dict[str, Any] | None" = None
+    #: The attempts that ended before the task was put back to NEW
+    #: (:meth:`Task.redo`), oldest first, each as :meth:`attempt_summary`
+    #: gave it then (records written before the attribute existed read none).
+    attempts: "Sequence[dict[str, Any]]" = ()
 
     def __init__(self, attach: "Task | None" = None) -> None:
         self._ref = attach
@@ -180,6 +184,29 @@ class Run:
     def info(self, message: str) -> None:
         self.history.append(message)
 
+    def attempt_summary(self) -> dict[str, Any]:
+        """The current attempt as plain data: number, state, exit status, times, directory.
+
+        ``started`` is when the attempt was submitted, ``ended`` when it
+        terminated (None while it has not); only time stamps taken since the
+        task last became NEW count, so a redone task shows none of the
+        previous attempt's.  ``duration`` is ``ended - started`` in seconds.
+        """
+        since = self.timestamp.get(State.NEW.value, 0.0)
+
+        def stamp(state: State) -> float | None:
+            when = self.timestamp.get(state.value)
+            return when if when is not None and when >= since else None
+
+        started = stamp(State.SUBMITTED) or stamp(State.RUNNING)
+        ended = stamp(State.TERMINATED) if self._state == State.TERMINATED.value else None
+        handle = self.handle or {}
+        return {"attempt": self.attempt, "state": self._state, "exitcode": self._exitcode,
+                "signal": self._signal, "returncode": self.returncode, "started": started,
+                "ended": ended, "duration": None if started is None or ended is None
+                else max(0.0, ended - started),
+                "info": self.info, "workdir": handle.get("workdir")}
+
     def in_state(self, *names: str) -> bool:
         """True if in one of ``names``; ``ok``/``failed`` mean TERMINATED with rc 0 / not 0."""
         for name in names:
@@ -250,9 +277,19 @@ class Task(Persistable):
             self.__dict__.pop("_default_jobname", None)  # a name given later is a chosen one
 
     def redo(self) -> None:
-        """Put the task back to NEW so that it runs again."""
-        self.execution.returncode = None
-        self.execution.state = State.NEW
+        """Put the task back to NEW so that it runs again.
+
+        The attempt that ended is appended to ``execution.attempts`` first
+        (:meth:`Run.attempt_summary`), and ``execution.attempt`` is kept, so
+        the next run is numbered after it.  A task that is NEW already is
+        left as it is.
+        """
+        execution = self.execution
+        if execution.state == State.NEW:
+            return
+        execution.attempts = [*execution.attempts, execution.attempt_summary()]
+        execution.returncode = None
+        execution.state = State.NEW
 
     def __contains__(self, name: str) -> bool:
         return name in self.__dict__

@@ -136,7 +136,7 @@ def test_show_prints_summary_attributes_history_and_children(sess: Any) -> None:
     rc, out, _ = run("show", path, ids["failed"])
     assert rc == 0
     assert out.splitlines()[0] == f"{ids['failed']} (gc3session.task:Task)"
-    assert "  state: TERMINATED" in out and "  exit: 1" in out
+    assert "  state: TERMINATED" in out and "  exit: exit code 1" in out
     assert "  jobname: failed" in out and "  value: 2" in out
     assert "Transition from state NEW to state TERMINATED" in out
     rc, out, _ = run("show", "--full", path, ids["failed"])
@@ -305,7 +305,7 @@ def test_every_subcommand_has_help_and_a_documented_section() -> None:
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "gsession.md")) as stream:
         doc = stream.read()
     assert set(choices.choices) == {"list", "show", "log", "stats", "report", "fsck", "copy",
-                                    "import", "abort", "delete"}
+                                    "import", "redo", "forget", "adopt", "abort", "delete"}
     for name in choices.choices:
         assert choices.choices[name].description, name
         assert f"    gsession {name} " in doc, name
@@ -645,7 +645,7 @@ def test_copy_refuses_a_destination_holding_other_records(tmp_path: Any) -> None
         other.add(Task(jobname="someone else"))
     rc, _, err = run("copy", path, f"sqlite:///{tmp_path}/busy.db")
     assert rc == 1 and "already holds a different Task.1" in err
-    assert _read(os.path.join(path, "store.url")).decode().startswith("file://")
+    assert _read(os.path.join(path, "store.url")) == b"file:jobs"
     assert run("copy", path, os.path.join(path, "jobs"))[0] == 1  # its own store
 
 

@@ -91,7 +91,7 @@ def spawn(tmp_path, *argv: str, **kwargs: Any) -> subprocess.Popen:
     script = os.path.join(tmp_path, "probe.py")
     with open(script, "w") as stream:
         stream.write("from test_cmdline import Probe\nProbe().run()\n")
-    env = dict(os.environ, PYTHONPATH=TESTS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(TESTS), TESTS]))
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen([sys.executable, script, *argv], cwd=tmp_path, env=env, text=True, **kwargs)
@@ -203,8 +203,9 @@ def test_session_and_store_url_options(probe, tmp_path):
     assert probe("-s", "files", "-u", "file", "-C", "1") == 0
     other = os.path.join(tmp_path, "elsewhere.db")
     assert probe("-s", "url", "-u", f"sqlite:///{other}", "-C", "1") == 0
-    expected = {"plain": f"file://{tmp_path}/plain/jobs", "lite": f"sqlite:///{tmp_path}/lite/jobs.db",
-                "files": f"file://{tmp_path}/files/jobs", "url": f"sqlite:///{other}"}
+    # a store inside the session is named relative to it (gc3session.sessiondir)
+    expected = {"plain": "file:jobs", "lite": "sqlite:jobs.db", "files": "file:jobs",
+                "url": f"sqlite:///{other}"}
     for name, url in expected.items():
         with open(os.path.join(tmp_path, name, "store.url")) as stream:
             assert stream.read() == url, name

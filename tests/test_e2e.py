@@ -65,7 +65,7 @@ def finish(tmp_path, *extra: str) -> tuple[int, str]:
 
 def check_outputs(tmp_path) -> None:
     for rate in RATES:
-        directory = os.path.join(tmp_path, "sweep.out", f"rate-{float(rate):.4f}")
+        directory = os.path.join(tmp_path, "sweep", "output", f"rate-{float(rate):.4f}")
         with open(os.path.join(directory, "trajectory.csv")) as stream:
             assert len(stream.read().splitlines()) == 2000
         with open(os.path.join(directory, "summary.json")) as stream:

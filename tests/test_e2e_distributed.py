@@ -107,7 +107,7 @@ def test_wordcount_on_postgresql_and_dask_survives_a_killed_driver(
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     assert first.returncode == -signal.SIGKILL
-    assert not (tmp_path / "wordcount.out").exists()  # the killed driver collected nothing
+    assert not (session / "output").exists()  # the killed driver collected nothing
 
     # the first four counts end while no driver watches; the next two then start and wait
     opened: list[str] = []
@@ -148,6 +148,6 @@ def test_wordcount_on_postgresql_and_dask_survives_a_killed_driver(
     assert f"words counted so far: {total} in {FILES} files" in output
     assert _states(pg_url) == {"TERMINATED": FILES}
     for i, name in enumerate(names):
-        count = tmp_path / "wordcount.out" / f"wc-{name}" / "count.txt"
+        count = session / "output" / f"wc-{name}" / "count.txt"
         assert count.read_text() == f"{i + 3} {name}\n"
         assert (starts / name).read_text() == "started\n", f"{name} ran more than once"

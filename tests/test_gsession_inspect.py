@@ -81,7 +81,7 @@ def test_every_read_command_works_without_the_task_class(main_session: str, tmp_
         assert done.returncode == 0 and done.stderr == "", (argv, done.stderr)
     assert len(_rows(gsession("list", main_session).stdout)) == 12
     show = gsession("show", main_session, "Step.3").stdout
-    assert "(__main__:Step)" in show and "  n: 2" in show and "  exit: SIGTERM" in show
+    assert "(__main__:Step)" in show and "  n: 2" in show and "  exit: killed by signal 15 (SIGTERM)" in show
     assert "Transition from state RUNNING to state TERMINATED" in gsession("log", main_session).stdout
     full = gsession("show", "--full", main_session, "Step.1")
     assert full.returncode == 1 and full.stderr.count("\n") == 1

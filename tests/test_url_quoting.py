@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from gc3session import Application, Session, StoreUrl, make_store
 from gc3session import exceptions as exc
 from gc3session.cmdline import SessionBasedScript
-from gc3session.sessiondir import read_store_url
+from gc3session.sessiondir import parse_store_url, read_store_url
 from gc3session.stores.filesystem import FilesystemStore
 from gc3session.stores.sql import SqlStore
 
@@ -174,18 +174,18 @@ def test_missing_store_url_hint_names_the_default_store(tmp_path: Any) -> None:
     with pytest.raises(exc.CorruptSessionError) as info:
         Session(path)
     hint = str(info.value).split(" e.g. ", 1)[1].split(" for the default store", 1)[0]
-    assert StoreUrl.parse(hint).path == os.path.join(path, "jobs")
+    assert parse_store_url(path, hint).path == os.path.join(path, "jobs")
 
 
 @pytest.mark.parametrize("store", ["sqlite", "file", "default"])
 def test_scripts_in_directories_whose_names_are_not_utf8(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
                                                           store: str) -> None:
-    """``-s run\\xff`` (os.fsdecode gives a surrogate): ``store.url`` says ``%FF`` and names the store."""
+    """``-s run\\xff`` (os.fsdecode gives a surrogate): ``store.url`` names the store inside it."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [str(tmp_path / "named.py")])
     path = os.fsdecode(os.fsencode(str(tmp_path)) + b"/run\xff")
     argv = ["-s", path, "-C", "1", "-o", str(tmp_path / "out" / "NAME")]
     assert Named().main(argv + (["-u", store] if store != "default" else [])) == 0
     with open(os.path.join(path, "store.url"), "rb") as stream:
-        assert b"/run%FF/jobs" in stream.read()
+        assert stream.read() == (b"sqlite:jobs.db" if store == "sqlite" else b"file:jobs")
     _check_own_store(path, store)

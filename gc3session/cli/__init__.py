@@ -1,4 +1,4 @@
-"""``gsession``: inspect, check, move, abort and delete sessions from the shell.
+"""``gsession``: inspect, check, move, rerun, abort and delete sessions from the shell.
 
 ::
 
@@ -11,6 +11,11 @@
     gsession copy SRC_URL DST_URL    copy every record of a store into another one
     gsession import GC3PIE_SESSION NEW_SESSION [--store URL] [--class OLD=NEW]
                                      a session written by GC3Pie, as a new session
+    gsession redo SESSION [--state S[,S]] [--exit-code N] [ID...]
+                                     put failed (or chosen) tasks back to NEW;
+                                     earlier outputs become name.~N~ backups
+    gsession forget SESSION ID...    take ids out of the session, records kept
+    gsession adopt SESSION ID...     take records back into the session
     gsession abort SESSION           kill every task that has not ended
     gsession delete SESSION          abort, then delete the tasks and the directory
 
@@ -21,8 +26,8 @@ machine-readable output, and every command takes ``--untrusted`` to load
 records with the allow-list of untrusted loads instead of importing whatever
 class a record names.
 
-``abort``, ``delete``, ``copy`` and ``fsck --repair`` take the session's
-driver lock: while a script drives the session they refuse, naming the
+``abort``, ``delete``, ``copy``, ``redo``, ``forget``, ``adopt`` and
+``fsck --repair`` take the session's driver lock: while a script drives the session they refuse, naming the
 process (exit status 69).  Store URLs are shown with the password hidden.
 
 Exit status
@@ -37,7 +42,7 @@ Exit status
 65          some tasks could not be loaded (listed on stderr); the others
             were shown; ``import``: some tasks were kept as GC3Pie records
 69          a driver holds the session (``abort``, ``delete``, ``copy``,
-            ``fsck --repair``)
+            ``redo``, ``forget``, ``adopt``, ``fsck --repair``)
 74          an operating-system error outside gc3session (e.g. permissions)
 N           ``abort`` and ``delete``: N tasks (at most 125) could not be
             aborted; ``delete`` then leaves the session on disk (gc3pie's rule)
@@ -55,17 +60,21 @@ from typing import TextIO
 from .. import __version__
 from ..cliplumbing import ArgumentParser, UsageError, report_error
 from ..exceptions import Error
-from . import control, inspection, maintenance
+from ..index import INDEX_FILENAME
+from ..sessiondir import STORE_URL_FILENAME
+from . import control, inspection, maintenance, recovery
 from .common import PROG, Command, Output
 
 #: The modules whose ``add_commands`` declare the subcommands, in ``--help`` order.
-_COMMAND_MODULES = (inspection, maintenance, control)
+_COMMAND_MODULES = (inspection, maintenance, recovery, control)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``gsession`` argument parser (subcommands)."""
-    parser = ArgumentParser(prog=PROG, description="Inspect, check, move, abort and delete"
-                            " sessions.", epilog="Exit status: see `pydoc gc3session.cli`.")
+    parser = ArgumentParser(prog=PROG, description="Inspect, check, move, rerun, abort and"
+                            " delete sessions (a session is a directory that holds"
+                            f" {INDEX_FILENAME} and {STORE_URL_FILENAME}).",
+                            epilog="Exit status: see `pydoc gc3session.cli`.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0,

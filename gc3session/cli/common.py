@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any, Callable, Protocol, TextIO
 
 from .. import cliformat
 from ..cliplumbing import EXIT_LOAD_ERRORS, warn
+from ..index import INDEX_FILENAME
 from ..session import Session
+from ..sessiondir import not_a_session
 
 PROG = "gsession"
 
@@ -48,6 +51,18 @@ class Output:
 Command = Callable[[argparse.Namespace, Output], int]
 
 
+def existing_session(path: str) -> str:
+    """The absolute path of a session directory, checked before its driver lock is created.
+
+    :raises SessionNotFoundError: (:func:`~gc3session.sessiondir.not_a_session`) if
+        ``path`` holds no session.
+    """
+    path = os.path.abspath(path)
+    if not os.path.isfile(os.path.join(path, INDEX_FILENAME)):
+        raise not_a_session(path)
+    return path
+
+
 class AddCommand(Protocol):
     """Declares a subcommand; returns its parser, to which the command adds its options.
 
@@ -59,4 +74,4 @@ class AddCommand(Protocol):
                  reader: bool = False) -> argparse.ArgumentParser: ...
 
 
-__all__ = ["AddCommand", "Command", "Output", "PROG"]
+__all__ = ["AddCommand", "Command", "Output", "PROG", "existing_session"]

@@ -7,14 +7,13 @@ they refuse, naming the process (exit status 69).
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from ..exceptions import Error, SessionNotFoundError
+from ..exceptions import Error
 from ..session import Session
 from ..sessionlock import driver_lock
 from ..task import Application, State, TaskCollection
-from .common import AddCommand, Output
+from .common import AddCommand, Output, existing_session
 
 #: The largest "N tasks could not be aborted" exit status (126 and up mean other things).
 MAX_ABORT_STATUS = 125
@@ -22,7 +21,7 @@ MAX_ABORT_STATUS = 125
 
 def cmd_abort(args: argparse.Namespace, out: Output) -> int:
     """``abort``: kill every task that has not ended; exit status = tasks left (<= 125)."""
-    with driver_lock(_existing_session(args.session)):
+    with driver_lock(existing_session(args.session)):
         with Session(args.session, create=False, ignore_errors=True,
                      trusted=not args.untrusted) as session:
             return _abort(session, args.executor, out)
@@ -30,7 +29,7 @@ def cmd_abort(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_delete(args: argparse.Namespace, out: Output) -> int:
     """``delete``: abort; if every task ended, delete the records and the directory."""
-    with driver_lock(_existing_session(args.session)):
+    with driver_lock(existing_session(args.session)):
         with Session(args.session, create=False, ignore_errors=True,
                      trusted=not args.untrusted) as session:
             rc = _abort(session, args.executor, out)
@@ -42,12 +41,6 @@ def cmd_delete(args: argparse.Namespace, out: Output) -> int:
             return 0
 
 
-def _existing_session(path: str) -> str:
-    """The absolute path of a session directory, checked before its driver lock is created."""
-    path = os.path.abspath(path)
-    if not os.path.exists(os.path.join(path, Session.INDEX_FILENAME)):
-        raise SessionNotFoundError(f"no session in {path}", path=path)
-    return path
 
 
 def _abort(session: Session, executor: str, out: Output) -> int:

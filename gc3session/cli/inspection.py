@@ -259,7 +259,9 @@ def _report_tasks(session: Session) -> Iterator[TaskSummary]:
 
 # --- the command line ------------------------------------------------------------------------
 def _states(text: str) -> list[str]:
-    states = [s for s in text.split(",") if s]
+    """``--state`` words in any case: task states upper-case, outcomes lower-case."""
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    states = [w.lower() if w.lower() in _OUTCOME_STATES else w.upper() for w in words]
     known = {state.value for state in State} | set(_OUTCOME_STATES)
     unknown = [s for s in states if s not in known]
     if unknown:

@@ -12,6 +12,7 @@ import os
 from .. import fsck
 from ..cliplumbing import EXIT_LOAD_ERRORS, UsageError
 from ..index import INDEX_FILENAME
+from ..sessiondir import not_a_session
 from ..storecopy import copy_session, copy_store
 from .common import AddCommand, Output
 
@@ -47,6 +48,9 @@ def cmd_copy(args: argparse.Namespace, out: Output) -> int:
     record of the store SRC_URL instead; no session is switched.
     """
     if not os.path.exists(os.path.join(args.session, INDEX_FILENAME)):
+        if "://" not in args.session and not (os.path.isdir(args.session)
+                                               and os.listdir(args.session)):
+            raise not_a_session(os.path.abspath(args.session))  # neither a session nor a store
         result = copy_store(args.session, args.dst_url)
         if args.json:
             out.json(result.as_dict())
@@ -96,11 +100,11 @@ def add_commands(add: AddCommand) -> None:
     cmd.add_argument("--orphans", choices=fsck.ORPHAN_POLICIES, default="keep",
                      help="with --repair: keep (default), adopt (list them) or delete"
                           " unlisted records")
-    cmd = add("copy", cmd_copy, "copy a session's tasks into another store and use it"
-              " (or, given a store URL, every record of that store)", reader=True)
+    cmd = add("copy", cmd_copy, "move a session (or a store's records) to another store",
+              reader=True)
     cmd.add_argument("dst_url", metavar="DST_URL", help="the new store (e.g. sqlite:///s.db)")
-    cmd = add("import", cmd_import, "import a session written by GC3Pie 2.6.8 as a new session"
-              " (the GC3Pie session is only read)", reader=True)
+    cmd = add("import", cmd_import, "make a new session from a GC3Pie 2.6.8 session",
+              reader=True)
     cmd.add_argument("new_session", metavar="NEW_SESSION", help="the new session directory")
     cmd.add_argument("--store", help="the new session's store URL (default: same kind as GC3Pie's)")
     cmd.add_argument("--class", dest="classes", action="append", default=[], metavar="OLD=NEW",
