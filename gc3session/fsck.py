@@ -15,6 +15,7 @@ kind               what it means                                               c
 ``dangling-ref``   a record refers to an id that has no record                 problem
 ``unloadable``     a record exists but cannot be decoded (id, place, cause)    problem
 ``orphan``         a record neither listed nor referenced by a listed task     leftover
+``quarantined``    an orphan with a note in ``quarantine/`` (set aside, forgot) leftover
 ``tmp-file``       a temporary file of a writer that was killed                leftover
 ``torn-index``     a last index line without its newline (an append killed)    leftover
 =================  ==========================================================  ========
@@ -66,6 +67,7 @@ Repairs (``repair=True``, under the session's driver lock)
 * ``orphan``: kept (default), added to the index (``orphans="adopt"``), or
   deleted (``orphans="delete"``, only when every record of the orphan's tree
   decodes);
+* ``quarantined``: always kept; ``gsession adopt`` lists it again;
 * ``unloadable`` and ``dangling-ref`` are never repaired: nothing that cannot
   be loaded is deleted or rewritten.  The findings say which record and why,
   for a human to decide.
@@ -79,7 +81,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from . import fsio, index, sessiondir
+from . import fsio, index, quarantine, sessiondir
 from .exceptions import (
     CorruptIndexError,
     CorruptSessionError,
@@ -305,6 +307,13 @@ class _Checker:
                 continue
             tree = _closure([root], scan.refs) - reachable
             covered |= tree
+            if os.path.exists(quarantine.note_path(self.path, root)):
+                self._add("quarantined", f"{root} was taken out of the session on purpose (see"
+                          f" {quarantine.note_path(self.path, root)}); gsession adopt"
+                          f" {self.path} {root} lists it again", leftover=True, id=root,
+                          path=self.store.location(root),
+                          action="kept (fsck never adopts or deletes a quarantined record)")
+                continue
             others = len(tree) - 1
             finding = self._add(
                 "orphan", f"{root} is not listed in the session nor referenced by a listed task"

@@ -27,8 +27,8 @@ first, so that no id ever leaves the index without one::
 
 ``adopt`` appends the id to the index again (under the session
 directory's lock, as every index change) and then removes its note.
-``gsession fsck`` lists a quarantined record as an unlisted record (a
-leftover, never deleted unless asked and only if it decodes).
+``gsession fsck`` reports a quarantined record as such (a leftover it never
+adopts or deletes, whatever ``--orphans`` says).
 """
 
 from __future__ import annotations

@@ -209,6 +209,12 @@ def test_forget_and_adopt_keep_every_record(tmp_path):
     assert _ids(tmp_path, session) == ["Application.1"]
     assert snapshot(os.path.join(session, "jobs")) == store_before
     assert os.path.exists(note_path(session, "Application.3"))
+    check = gsession(tmp_path, "fsck", "--repair", "--orphans", "delete", "--json", session)
+    found = {f["id"]: f for f in json.loads(check.stdout)["findings"] if f.get("id")}
+    assert {found[i]["kind"] for i in ("Application.2", "Application.3")} == {"quarantined"}
+    assert "gsession adopt" in found["Application.2"]["message"]
+    assert snapshot(os.path.join(session, "jobs")) == store_before  # neither deleted nor adopted
+    assert _ids(tmp_path, session) == ["Application.1"]
     again = gsession(tmp_path, "forget", session, "Application.2")
     assert again.returncode == 1 and "Application.2 is not listed" in _one_line(again.stderr)
     missing = gsession(tmp_path, "adopt", session, "Application.9")
