@@ -18,6 +18,8 @@ Exit statuses (BSD ``sysexits`` where one fits):
 65          some tasks could not be loaded (the others were handled)
 69          a driver holds the session
 74          an operating-system error outside gc3session (e.g. permissions)
+75          where tasks run cannot be reached (a Dask scheduler that is
+            down): nothing was started, run the same command again later
 ==========  ================================================================
 """
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn, TextIO
 
-from .exceptions import Error
+from .exceptions import Error, ExecutorUnavailableError
 from .persistence.url import mask_passwords
 from .sessionlock import SessionBusyError
 
@@ -37,6 +39,7 @@ EXIT_USAGE = 64
 EXIT_LOAD_ERRORS = 65
 EXIT_LOCKED = 69
 EXIT_OSERROR = 74
+EXIT_TEMPFAIL = 75
 
 
 class UsageError(Error, ValueError):
@@ -56,6 +59,7 @@ class ArgumentParser(argparse.ArgumentParser):
 _EXIT_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, EXIT_USAGE),
     (SessionBusyError, EXIT_LOCKED),
+    (ExecutorUnavailableError, EXIT_TEMPFAIL),
     (Error, EXIT_ERROR),
     (KeyboardInterrupt, EXIT_INTERRUPTED),
     (OSError, EXIT_OSERROR),
@@ -95,5 +99,5 @@ def report_error(prog: str, err: BaseException, stream: TextIO) -> int:
 
 
 __all__ = ["ArgumentParser", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_LOAD_ERRORS", "EXIT_LOCKED",
-           "EXIT_OK", "EXIT_OSERROR", "EXIT_USAGE", "UsageError", "exit_status_of", "one_line",
-           "report_error", "warn"]
+           "EXIT_OK", "EXIT_OSERROR", "EXIT_TEMPFAIL", "EXIT_USAGE", "UsageError", "exit_status_of",
+           "one_line", "report_error", "warn"]

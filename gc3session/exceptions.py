@@ -143,6 +143,16 @@ class StoreUnavailableError(Error, ConnectionError):
     """The database of a store cannot be reached or set up; the URL hides the password."""
 
 
+class ExecutorUnavailableError(Error, ConnectionError):
+    """Where tasks run cannot be reached (a Dask scheduler that is down); nothing was started.
+
+    The engine leaves the tasks it could not start NEW, saves, and raises
+    this: it is a reason to stop and retry later, not a failure of the
+    tasks.  A script reports it in one line with exit status 75
+    (``EX_TEMPFAIL``).
+    """
+
+
 class StoreLockedError(StoreWriteError):
     """A database stayed locked by other writers past the retry deadline."""
 
