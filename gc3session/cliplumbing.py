@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn, TextIO
 
-from .exceptions import Error, ExecutorUnavailableError
+from .exceptions import Error, ExecutorUnavailableError, InvalidUsage
 from .persistence.url import mask_passwords
 from .sessionlock import SessionBusyError
 
@@ -42,8 +42,8 @@ EXIT_OSERROR = 74
 EXIT_TEMPFAIL = 75
 
 
-class UsageError(Error, ValueError):
-    """The command line is wrong (exit status 64)."""
+class UsageError(InvalidUsage):
+    """The command line is wrong (exit status 64); a script's own checks may raise either."""
 
     exit_status = EXIT_USAGE
 
@@ -57,7 +57,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 #: Exit statuses of errors (the first class that matches wins).
 _EXIT_STATUS: tuple[tuple[type[BaseException], int], ...] = (
-    (UsageError, EXIT_USAGE),
+    (InvalidUsage, EXIT_USAGE),
     (SessionBusyError, EXIT_LOCKED),
     (ExecutorUnavailableError, EXIT_TEMPFAIL),
     (Error, EXIT_ERROR),
@@ -86,7 +86,7 @@ def warn(prog: str, text: str, stream: TextIO) -> None:
 
 def report_error(prog: str, err: BaseException, stream: TextIO) -> int:
     """Say what went wrong in one line (two for a usage error); return the exit status."""
-    if isinstance(err, UsageError):
+    if isinstance(err, InvalidUsage):
         warn(prog, str(err), stream)
         print(f"Type '{prog} --help' for usage.", file=stream)
     elif isinstance(err, SessionBusyError):

@@ -54,6 +54,13 @@ class InvalidType(InvalidArgument, TypeError):
     """An argument or stored value has the wrong type."""
 
 
+class InvalidUsage(Error, ValueError):
+    """A command line is wrong (kept from gc3libs): a script reports it with exit status 64.
+
+    :class:`gc3session.cliplumbing.UsageError` is the one the command lines raise.
+    """
+
+
 class UnknownSchemeError(InvalidArgument, KeyError):
     """No store is registered for a URL scheme; the message lists the known ones."""
 
