@@ -226,7 +226,7 @@ class DaskExecutor(Executor):
         workdir = handle["workdir"]
         problem, failed = "", False
         future = self._futures.get(key) if key is not None else None
-        if future is not None:
+        if key is not None and future is not None:
             if future.status == "pending":
                 return None
             if future.status == "finished":
@@ -259,11 +259,12 @@ class DaskExecutor(Executor):
             if key is not None:
                 self._release(key)  # ended while no driver watched: poll reads its status
             return False
-        with self._reaching(f"find the run of {task} on"):
-            future = self._client.get_dataset(key, default=None) if key is not None else None
-        if future is not None:
-            self._futures[key] = future
-            return True
+        if key is not None:
+            with self._reaching(f"find the run of {task} on"):
+                future = self._client.get_dataset(key, default=None)
+            if future is not None:
+                self._futures[key] = future
+                return True
         return is_locked(os.path.join(handle["workdir"], RUN_LOCK))
 
     def kill(self, task: Any, handle: dict[str, Any]) -> None:
