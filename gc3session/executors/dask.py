@@ -187,11 +187,14 @@ class DaskExecutor(Executor):
         except (OSError, TimeoutError) as err:
             raise SchedulerUnavailableError(f"cannot {what} the Dask scheduler at {self.address}:"
                                             f" {err}", address=self.address) from err
-        except RuntimeError as err:  # "ConnectionPool is closed": the client gave up reconnecting
+        except Exception as err:
+            # Once the client gave up reconnecting it closes itself, and its calls fail with
+            # whatever it meets first ("ConnectionPool is closed", ClosedClientError, ...).
             if self._client.status == "running":
                 raise
             raise SchedulerUnavailableError(f"cannot {what} the Dask scheduler at {self.address}:"
-                                            f" it went away ({err})", address=self.address) from err
+                                            f" it went away ({type(err).__name__}: {err})",
+                                            address=self.address) from err
 
     def _reservation(self, task: Any) -> dict[str, float]:
         """The worker resources ``task`` reserves: those some worker declares (module docstring)."""
