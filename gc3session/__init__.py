@@ -14,23 +14,33 @@ model or SQLAlchemy.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+#: The package's logger, GC3Pie's ``gc3libs.log``: ported ``gc3libs.log.info(...)``
+#: calls become ``gc3session.log.info(...)``.  A SessionBasedScript shows its
+#: messages on stderr (warnings and above; more with ``-v``).
+log = logging.getLogger("gc3session")
+
 #: Public name -> the module (relative to this package) that defines it.
 _EXPORTS = {
     "Application": ".task",
+    "ChunkedParameterSweep": ".task",
     "FilesystemStore": ".stores.filesystem",
     "Id": ".persistence",
     "ParallelTaskCollection": ".task",
     "Persistable": ".persistence",
+    "RetryableTask": ".task",
     "Run": ".task",
     "SequentialTaskCollection": ".task",
     "Session": ".session",
     "SqlStore": ".stores.sql",
+    "StagedTaskCollection": ".task",
     "Store": ".persistence",
     "StoreUrl": ".persistence",
+    "Struct": ".utils",
     "Task": ".task",
     "TaskCollection": ".task",
     "TemporarySession": ".session",
@@ -41,21 +51,26 @@ _EXPORTS = {
 
 __all__ = [
     "Application",
+    "ChunkedParameterSweep",
     "FilesystemStore",
     "Id",
     "ParallelTaskCollection",
     "Persistable",
+    "RetryableTask",
     "Run",
     "SequentialTaskCollection",
     "Session",
     "SqlStore",
+    "StagedTaskCollection",
     "Store",
     "StoreUrl",
+    "Struct",
     "Task",
     "TaskCollection",
     "TemporarySession",
     "__version__",
     "fresh_copy",
+    "log",
     "make_store",
     "register",
 ]
@@ -84,8 +99,12 @@ if TYPE_CHECKING:  # what the names are, for type checkers and readers
     from .stores.filesystem import FilesystemStore as FilesystemStore
     from .stores.sql import SqlStore as SqlStore
     from .task import Application as Application
+    from .task import ChunkedParameterSweep as ChunkedParameterSweep
     from .task import ParallelTaskCollection as ParallelTaskCollection
+    from .task import RetryableTask as RetryableTask
     from .task import Run as Run
     from .task import SequentialTaskCollection as SequentialTaskCollection
+    from .task import StagedTaskCollection as StagedTaskCollection
     from .task import Task as Task
     from .task import TaskCollection as TaskCollection
+    from .utils import Struct as Struct

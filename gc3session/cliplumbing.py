@@ -18,6 +18,8 @@ Exit statuses (BSD ``sysexits`` where one fits):
 65          some tasks could not be loaded (the others were handled)
 69          a driver holds the session
 74          an operating-system error outside gc3session (e.g. permissions)
+75          where tasks run cannot be reached (a Dask scheduler that is
+            down): nothing was started, run the same command again later
 ==========  ================================================================
 """
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn, TextIO
 
-from .exceptions import Error, StoreUnavailableError
+from .exceptions import Error, ExecutorUnavailableError, InvalidUsage, StoreUnavailableError
 from .persistence.url import StoreUrl, mask_passwords
 from .sessionlock import SessionBusyError
 
@@ -37,10 +39,11 @@ EXIT_USAGE = 64
 EXIT_LOAD_ERRORS = 65
 EXIT_LOCKED = 69
 EXIT_OSERROR = 74
+EXIT_TEMPFAIL = 75
 
 
-class UsageError(Error, ValueError):
-    """The command line is wrong (exit status 64)."""
+class UsageError(InvalidUsage):
+    """The command line is wrong (exit status 64); a script's own checks may raise either."""
 
     exit_status = EXIT_USAGE
 
@@ -54,8 +57,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
 #: Exit statuses of errors (the first class that matches wins).
 _EXIT_STATUS: tuple[tuple[type[BaseException], int], ...] = (
-    (UsageError, EXIT_USAGE),
+    (InvalidUsage, EXIT_USAGE),
     (SessionBusyError, EXIT_LOCKED),
+    (ExecutorUnavailableError, EXIT_TEMPFAIL),
     (Error, EXIT_ERROR),
     (KeyboardInterrupt, EXIT_INTERRUPTED),
     (OSError, EXIT_OSERROR),
@@ -82,7 +86,7 @@ def warn(prog: str, text: str, stream: TextIO) -> None:
 
 def report_error(prog: str, err: BaseException, stream: TextIO) -> int:
     """Say what went wrong in one line (two for a usage error); return the exit status."""
-    if isinstance(err, UsageError):
+    if isinstance(err, InvalidUsage):
         warn(prog, str(err), stream)
         print(f"Type '{prog} --help' for usage.", file=stream)
     elif isinstance(err, SessionBusyError):
@@ -125,5 +129,6 @@ def connection_hint(err: BaseException) -> str:
 
 
 __all__ = ["ArgumentParser", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_LOAD_ERRORS", "EXIT_LOCKED",
-           "EXIT_OK", "EXIT_OSERROR", "EXIT_USAGE", "UsageError", "connection_hint", "exit_status_of",
+           "EXIT_OK", "EXIT_OSERROR", "EXIT_TEMPFAIL", "EXIT_USAGE", "UsageError", "connection_hint",
+           "exit_status_of",
            "one_line", "report_error", "warn"]

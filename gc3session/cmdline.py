@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import inspect
 import logging
 import os
 import re
@@ -83,6 +84,7 @@ from .cliplumbing import (
 )
 from .engine import RESUME_POLICIES, Engine
 from .exceptions import Error, InvalidValue, LoadError
+from .executors import known_executors
 from .persistence.url import StoreUrl
 from .progress import ProgressReporter, status_table, task_table
 from .quarantine import quarantine
@@ -101,27 +103,75 @@ class SessionBasedScript:
     :param version: the script's version (``--version``).
     :param description: overrides the class docstring as ``--help`` text.
     :param default_session: the ``-s`` default (``./<script name>``).
+    :param name: the script's name (default: the base name of ``sys.argv[0]``).
 
-    Subclasses override :meth:`new_tasks`, and may add options in
-    :meth:`setup_args` (call ``super()``) and look at ``self.params``.
+    Any other keyword argument becomes an attribute of the script, as in
+    GC3Pie (``application=...``, ``input_filename_pattern=...``).
+
+    Subclasses override :meth:`new_tasks` and declare their own options in
+    either style: GC3Pie's, :meth:`setup_options` and :meth:`setup_args`
+    taking no argument and calling :meth:`add_param`; or
+    ``setup_args(self, parser)`` calling ``super().setup_args(parser)`` and
+    ``parser.add_argument``.  Options declared again replace the standard
+    ones (argparse's "resolve" conflict handler, as in GC3Pie).  After
+    parsing, :meth:`parse_args` is called, then ``self.params`` holds the
+    values; GC3Pie's names for the standard ones are there too
+    (``ncores``, ``wait``, ``resource_name``, ``config_files``).  Messages
+    go through ``self.log`` (``-v`` shows more), as ``gc3session.log`` does.
     """
 
     def __init__(self, version: str = "unknown", description: str | None = None,
                  default_session: str | None = None, **kwargs: Any) -> None:
+        self.name = str(kwargs.pop("name", None) or _script_name())
+        for key, value in kwargs.items():
+            setattr(self, key, value)
         self.version = version
-        self.name = os.path.splitext(os.path.basename(sys.argv[0] or "script"))[0] or "script"
         self.description = description or (type(self).__doc__ or "").strip()
         self.default_session = default_session or os.path.join(os.getcwd(), self.name)
         self.params: argparse.Namespace = argparse.Namespace()
         self.extra: dict[str, Any] = {}
         self.session: Session | None = None
+        self.log = logging.getLogger("gc3session").getChild(self.name.replace(".", "_"))
         self.parser = ArgumentParser(prog=self.name, description=self.description,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-        self.setup_args(self.parser)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     conflict_handler="resolve")
+        self._add_standard_options(self.parser)
+        self.setup_options()
+        if type(self).setup_args is SessionBasedScript.setup_args:
+            # GC3Pie's default: input paths, replaced by whatever a script declares instead
+            self.add_param("args", nargs="*", metavar="INPUT",
+                           help="input files or directories (self.params.args)")
+        elif _takes_argument(self.setup_args):
+            self.setup_args(self.parser)
+        else:
+            self.setup_args()  # GC3Pie's signature
 
     # --- extension points -------------------------------------------------------
-    def setup_args(self, parser: argparse.ArgumentParser) -> None:
-        """Declare the options (gc3libs' names); subclasses add theirs after ``super()``."""
+    def add_param(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """Declare an option or a positional argument (``argparse``'s ``add_argument``; GC3Pie's name)."""
+        return self.parser.add_argument(*args, **kwargs)
+
+    def setup_options(self) -> None:
+        """Declare more options with :meth:`add_param` (GC3Pie hook; nothing by default)."""
+
+    def setup_args(self, parser: argparse.ArgumentParser | None = None) -> None:
+        """Declare positional arguments (and options).
+
+        Not overridden, a script takes any number of input paths
+        (``self.params.args``), as GC3Pie's do.  Overrides either take no
+        argument and call :meth:`add_param` (GC3Pie's style), or take the
+        parser and call ``super().setup_args(parser)`` first; calling this
+        one adds nothing.
+        """
+
+    def parse_args(self) -> None:
+        """Check or complete ``self.params`` after parsing, before the session opens (GC3Pie hook).
+
+        Raise :class:`UsageError` for a wrong command line (exit status 64).
+        """
+
+    def _add_standard_options(self, parser: argparse.ArgumentParser) -> None:
+        """The options every script has (gc3libs' names)."""
         parser.add_argument("--version", action="version", version=f"%(prog)s {self.version}")
         parser.add_argument("-v", "--verbose", action="count", default=0,
                             help="more messages (repeat for even more)")
@@ -150,8 +200,13 @@ class SessionBasedScript:
                             " address-space limit on the local executor)")
         parser.add_argument("-w", "--wall-clock-time", type=parse_duration, default=None,
                             metavar="DURATION", help="wall time limit per task, e.g. '8 hours'")
-        parser.add_argument("-x", "--executor", default="local",
-                            help="'local' (default) or dask://HOST:PORT")
+        parser.add_argument("-r", "--resource", "-x", "--executor", dest="executor",
+                            type=_executor_spec, default="local", metavar="NAME",
+                            help="where tasks run: 'local' (default; 'localhost' is the same)"
+                                 " or dask://HOST:PORT")
+        parser.add_argument("--config-files", type=_comma_list, default=None, metavar="FILES",
+                            help="GC3Pie configuration files: accepted, not read (a warning"
+                                 " says so); choose where tasks run with -r")
         parser.add_argument("--resume-policy", choices=RESUME_POLICIES, default="rerun",
                             help="what to do with tasks whose run was lost while no driver"
                                  " watched (default: %(default)s)")
@@ -184,6 +239,8 @@ class SessionBasedScript:
         package.addHandler(handler)
         package.setLevel(max(logging.DEBUG, logging.WARNING - 10 * self.params.verbose))
         try:
+            self._gc3pie_params()
+            self.parse_args()
             return self._main()
         except (Error, KeyboardInterrupt) as err:
             # a KeyboardInterrupt here came before any task ran (opening the session)
@@ -302,6 +359,19 @@ class SessionBasedScript:
 
     def after_main_loop(self) -> None:
         """Called after each run's status table (gc3libs hook); ``self.session`` is open."""
+
+    def _gc3pie_params(self) -> None:
+        """Add GC3Pie's names of the standard options to ``self.params``; warn about what is ignored."""
+        params = self.params
+        params.ncores = params.cpu_cores
+        params.wait = params.continuous
+        params.resource_name = params.executor
+        if params.config_files is not None:
+            self.log.warning("GC3Pie configuration files are not read, ignoring --config-files %s"
+                             " (tasks run where -r says: local, or dask://HOST:PORT)",
+                             ",".join(params.config_files))
+        else:
+            params.config_files = []
 
     def _check_states(self) -> None:
         known = {s.value for s in State} | {"ok", "failed"}
@@ -424,6 +494,39 @@ def exit_status(counts: dict[str, int]) -> int:
     if counts.get("NEW", 0):
         rc |= 8
     return rc
+
+
+def _script_name() -> str:
+    return os.path.splitext(os.path.basename(sys.argv[0] or "script"))[0] or "script"
+
+
+def _takes_argument(method: Any) -> bool:
+    """True if ``setup_args`` is gc3session's ``(self, parser)``, False for GC3Pie's ``(self)``."""
+    return bool(inspect.signature(method).parameters)
+
+
+def _executor_spec(text: str) -> str:
+    """``-r``: an executor name (``localhost`` is GC3Pie's name for this machine: ``local``).
+
+    Checked while parsing, so that a misspelt name changes nothing on disk.
+    """
+    spec = "local" if text == "localhost" else text
+    name, _, address = spec.partition("://")
+    known = known_executors()
+    shown = ", ".join("local (or localhost)" if k == "local" else "dask://HOST:PORT" if k == "dask"
+                      else k for k in known)
+    if "," in spec:
+        raise argparse.ArgumentTypeError(f"{text!r}: a session's tasks run on one resource;"
+                                         f" known: {shown}")
+    if name not in known:
+        raise argparse.ArgumentTypeError(f"unknown resource {text!r}; known: {shown}")
+    if name == "dask" and not address:
+        raise argparse.ArgumentTypeError(f"{text!r}: name the Dask scheduler, dask://HOST:PORT")
+    return spec
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item for item in text.split(",") if item]
 
 
 def _build_task(item: Any, extra: dict[str, Any]) -> Task:

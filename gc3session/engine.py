@@ -43,7 +43,11 @@ Outcomes the command itself cannot report are recorded as pseudo-signals
 :data:`SIGNAL_DATA_STAGING` (the command succeeded but a declared output
 is missing) and
 :data:`SIGNAL_HOOK_FAILED` (the task's ``terminated()`` raised).  A command
-that cannot be started ends with exit status 127, like a shell's.
+that cannot be started ends with exit status 127, like a shell's; but when
+the executor itself cannot be reached (a Dask scheduler that is down), the
+tasks stay NEW and :meth:`Engine.progress` raises
+:class:`~gc3session.exceptions.ExecutorUnavailableError` once the pass
+has saved.
 """
 
 from __future__ import annotations
@@ -57,10 +61,19 @@ import time
 from typing import Any, Callable, Iterator
 
 from . import fsio
-from .exceptions import Error, InvalidValue
+from .exceptions import Error, ExecutorUnavailableError, InvalidValue
 from .executors import Executor, Outcome, make_executor
 from .session import Session
-from .task import Application, SequentialTaskCollection, State, Task, TaskCollection, is_plain_relative
+from .task import (
+    Application,
+    ChunkedParameterSweep,
+    RetryableTask,
+    SequentialTaskCollection,
+    State,
+    Task,
+    TaskCollection,
+    is_plain_relative,
+)
 
 RESUME_POLICIES = ("rerun", "report")
 #: Pseudo-signal of a run whose declared outputs are missing.
@@ -185,6 +198,12 @@ class Engine:
         """Stop ``task`` (and its children); each ends TERMINATED with signal 9 recorded."""
         if not self._resumed:
             self._resume()  # runs a previous driver left are found first, so they are killed too
+        # a retryable task killed on request ends, with its wrapped task's status: it
+        # ends first, so that the wrapped task ending below is not taken for a failure to retry
+        retryable = [node for node in _nodes(task)
+                     if isinstance(node, RetryableTask) and node.execution.state != State.TERMINATED]
+        for node in retryable:
+            node.execution.state = State.TERMINATED
         for leaf in _leaves(task):
             handle = getattr(leaf.execution, "handle", None)
             if leaf.execution.state in _ACTIVE and handle:
@@ -198,6 +217,8 @@ class Engine:
                 leaf.execution.state = State.TERMINATED
                 leaf.execution.info = "killed on request before it started"
                 self._mark(leaf)
+        for node in retryable:
+            node.execution.returncode = node.task.execution.returncode
         root = self._root_of.get(id(task), task)
         if _update_collections(root):
             self._mark(root)
@@ -381,7 +402,16 @@ class Engine:
                 self._starter = concurrent.futures.ThreadPoolExecutor(
                     max_workers=min(8, self.max_in_flight), thread_name_prefix="gc3session-start")
             results = list(self._starter.map(self._launch, tasks))
+        unavailable: ExecutorUnavailableError | None = None
         for task, (handle, error) in zip(tasks, results):
+            if isinstance(error, ExecutorUnavailableError):
+                # not a failure of the task: it stays NEW, and as its run directory
+                # exists, the next driver looks there first (_adopt) in case it ran
+                unavailable = unavailable or error
+                task.execution.attempt -= 1
+                task.execution.info = f"not started: {error}"
+                self._mark(task)
+                continue
             task.execution.state = State.SUBMITTED
             if handle is None:
                 task.execution.returncode = (0, 127)
@@ -397,6 +427,9 @@ class Engine:
                 self._running[id(task)] = task
                 log.info("%s: started in %s", task, handle["workdir"])
             self._mark(task)
+        if unavailable is not None:
+            self._persist()
+            raise unavailable
 
     def _run_dir(self, task: Application, attempt: int) -> str:
         """The working directory of run number ``attempt`` of ``task``."""
@@ -491,7 +524,7 @@ def _ready_leaves(task: Task) -> Iterator[Application]:
     elif isinstance(task, SequentialTaskCollection):
         if task._current_task < len(task.tasks):
             yield from _ready_leaves(task.tasks[task._current_task])
-    elif isinstance(task, TaskCollection):
+    elif isinstance(task, (TaskCollection, RetryableTask)):
         for child in task.tasks:
             yield from _ready_leaves(child)
 
@@ -503,11 +536,17 @@ def _update_collections(task: Task) -> bool:
     a returncode that ``next()`` sets when it ends the sequence is kept,
     otherwise a finished collection has returncode 0 if every child that ran
     succeeded, else exit status 1.  A collection waiting on an UNKNOWN or
-    STOPPED child takes that state.
+    STOPPED child takes that state.  A parameter sweep first adds its next
+    chunk if it is due (:meth:`~gc3session.task.ChunkedParameterSweep.grow`);
+    a retryable task follows :func:`_update_retryable`.
     """
-    if not isinstance(task, TaskCollection) or task.execution.state == State.TERMINATED:
+    if task.execution.state == State.TERMINATED:
         return False
-    changed = False
+    if isinstance(task, RetryableTask):
+        return _update_collections(task.task) | _update_retryable(task)
+    if not isinstance(task, TaskCollection):
+        return False
+    changed = isinstance(task, ChunkedParameterSweep) and task.grow()
     for child in task.tasks:
         changed |= _update_collections(child)
     execution = task.execution
@@ -546,6 +585,36 @@ def _update_collections(task: Task) -> bool:
         execution.state = State.RUNNING if any(c.execution.state != State.NEW for c in task.tasks) \
             else State.NEW
     return changed or (execution.state, execution.returncode) != before
+
+
+def _update_retryable(task: RetryableTask) -> bool:
+    """Follow the wrapped task; when it ended, run it again or end; True if something changed.
+
+    A wrapped task that TERMINATED is put back to NEW if ``retry()`` says so
+    (``retried`` grows by one and this task stays RUNNING); otherwise this
+    task ends with its ``returncode``.  An UNKNOWN or STOPPED wrapped task
+    blocks this one in that state.
+    """
+    execution, inner = task.execution, task.task.execution
+    before = (execution.state, execution.returncode, task.retried)
+    if inner.state == State.TERMINATED:
+        if task.retry():
+            task.retried += 1
+            for node in _nodes(task.task):  # a wrapped collection runs again as a whole
+                node.redo()
+                if isinstance(node, SequentialTaskCollection):
+                    node._current_task = 0
+            inner.info = f"run again after a failure (retry {task.retried} of {task}" \
+                         f"{'' if not task.max_retries else f', at most {task.max_retries}'})"
+            execution.state = State.RUNNING
+        else:
+            execution.returncode = inner.returncode
+            execution.state = State.TERMINATED
+    elif inner.state in (State.UNKNOWN, State.STOPPED):
+        execution.state = inner.state
+    elif inner.state != State.NEW or execution.state != State.NEW:
+        execution.state = State.RUNNING
+    return (execution.state, execution.returncode, task.retried) != before
 
 
 # --- files ------------------------------------------------------------------------------

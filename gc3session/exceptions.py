@@ -54,6 +54,13 @@ class InvalidType(InvalidArgument, TypeError):
     """An argument or stored value has the wrong type."""
 
 
+class InvalidUsage(Error, ValueError):
+    """A command line is wrong (kept from gc3libs): a script reports it with exit status 64.
+
+    :class:`gc3session.cliplumbing.UsageError` is the one the command lines raise.
+    """
+
+
 class UnknownSchemeError(InvalidArgument, KeyError):
     """No store is registered for a URL scheme; the message lists the known ones."""
 
@@ -141,6 +148,16 @@ class NotRegularFileError(Error, OSError):
 
 class StoreUnavailableError(Error, ConnectionError):
     """The database of a store cannot be reached or set up; the URL hides the password."""
+
+
+class ExecutorUnavailableError(Error, ConnectionError):
+    """Where tasks run cannot be reached (a Dask scheduler that is down); nothing was started.
+
+    The engine leaves the tasks it could not start NEW, saves, and raises
+    this: it is a reason to stop and retry later, not a failure of the
+    tasks.  A script reports it in one line with exit status 75
+    (``EX_TEMPFAIL``).
+    """
 
 
 class StoreLockedError(StoreWriteError):

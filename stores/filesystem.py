@@ -73,9 +73,10 @@ class FilesystemStore(RecordStore):
     :param readonly: every write raises; opening changes nothing.
     :param idfactory: hands out ids (default: the store's own counter).
 
-    ``table_name``, ``extra_fields``, ``create`` and ``protocol`` are accepted
-    and ignored: GC3Pie passes the SQL store's arguments to every store, and
-    the pickle protocol of records is pinned.  Any other keyword argument is a
+    ``url``, ``table_name``, ``extra_fields``, ``create`` and ``protocol`` are
+    accepted and ignored: GC3Pie passes the SQL store's arguments to every
+    store (``directory`` is what names this one), and the pickle protocol of
+    records is pinned.  Any other keyword argument is a
     ``TypeError`` (a misspelt ``readonly`` must not give a writable store).
 
     >>> import tempfile
@@ -90,16 +91,18 @@ class FilesystemStore(RecordStore):
     def __init__(self, directory: "str | os.PathLike[str] | StoreUrl", *,
                  durable: bool = True, trusted: bool = True, readonly: bool = False,
                  idfactory: IdFactory | None = None, table_name: str | None = None,
-                 extra_fields: Any = None, create: bool = True, protocol: Any = None) -> None:
-        url = StoreUrl.parse(directory)
-        if url.scheme != "file":
-            raise InvalidValue(f"FilesystemStore needs a path or file:// URL, not {url}", url=str(url))
-        super().__init__(url, durable=durable, trusted=trusted, readonly=readonly,
+                 extra_fields: Any = None, create: bool = True, protocol: Any = None,
+                 url: Any = None) -> None:
+        where = StoreUrl.parse(directory)
+        if where.scheme != "file":
+            raise InvalidValue(f"FilesystemStore needs a path or file:// URL, not {where}",
+                               url=str(where))
+        super().__init__(where, durable=durable, trusted=trusted, readonly=readonly,
                          idfactory=idfactory)
-        self.directory = url.path
-        self._log = StateLog(url.path, durable=durable, state_of=self._record_state,
+        self.directory = where.path
+        self._log = StateLog(where.path, durable=durable, state_of=self._record_state,
                              next_id=self._peek_counter)
-        self._summary_log = SummaryLog(url.path, durable=durable, next_id=self._peek_counter)
+        self._summary_log = SummaryLog(where.path, durable=durable, next_id=self._peek_counter)
 
     # --- paths -------------------------------------------------------------
     def _shard(self, pid: str) -> str:

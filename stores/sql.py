@@ -66,8 +66,10 @@ class SqlStore(RecordStore):
     :param readonly: every write raises; opening changes no file.
     :param idfactory: hands out ids (default: the counter row of the table).
 
-    Any other keyword argument is a ``TypeError`` (a misspelt ``readonly``
-    must not give a writable store).
+    ``directory`` and ``protocol`` are accepted and ignored: GC3Pie passes
+    the filesystem store's arguments to every store, and the pickle protocol
+    of records is pinned.  Any other keyword argument is a ``TypeError`` (a
+    misspelt ``readonly`` must not give a writable store).
 
     The engine is created lazily at first use and dropped by :meth:`pre_fork`,
     so a store can be built before a ``fork()`` and used after it.
@@ -83,7 +85,8 @@ class SqlStore(RecordStore):
     def __init__(self, url: "str | StoreUrl", table_name: str | None = None,
                  extra_fields: ExtraFields | None = None, create: bool = True, *,
                  durable: bool = True, trusted: bool = True, readonly: bool = False,
-                 idfactory: IdFactory | None = None) -> None:
+                 idfactory: IdFactory | None = None, directory: Any = None,
+                 protocol: Any = None) -> None:
         parsed = StoreUrl.parse(url)
         if parsed.base_scheme == "file":
             raise InvalidValue(f"SqlStore needs a database URL, not {parsed}", url=str(parsed))

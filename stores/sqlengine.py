@@ -109,7 +109,10 @@ def make_engine(url: StoreUrl, *, readonly: bool, durable: bool, create: bool,
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = not readonly and conn.get_execution_options().get(WRITE, False)
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # the caller asked for no transaction: a BEGIN here would never end
+        write = not readonly and options.get(WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine

@@ -91,6 +91,7 @@ def spawn(tmp_path, *argv: str, **kwargs: Any) -> subprocess.Popen:
     script = os.path.join(tmp_path, "probe.py")
     with open(script, "w") as stream:
         stream.write("from test_cmdline import Probe\nProbe().run()\n")
+    # this tree's gc3session, whatever an editable install elsewhere provides
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(TESTS), TESTS]))
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
@@ -284,7 +285,8 @@ def test_usage_errors_exit_64(probe, tmp_path, capsys, argv):
 def test_unknown_executor_is_a_usage_error(probe, capsys):
     """-x with an executor nobody provides exits 64 and lists the known ones."""
     assert probe("-x", "nowhere://host") == EXIT_USAGE
-    assert "unknown executor 'nowhere://host'; known: local, dask" in capsys.readouterr().err
+    assert "unknown resource 'nowhere://host'; known: local (or localhost), dask://HOST:PORT" \
+        in capsys.readouterr().err
 
 
 def test_memory_and_duration_parsers():

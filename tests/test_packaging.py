@@ -68,10 +68,11 @@ def test_install_puts_stores_under_gc3session_only(tmp_path: Any) -> None:
 
 
 def test_the_public_names_resolve_and_are_listed_once() -> None:
-    """``gc3session.__all__`` lists exactly the lazily imported names, and each resolves."""
+    """``gc3session.__all__`` lists exactly the lazily imported names (and the two plain
+    attributes ``__version__`` and ``log``), and each resolves."""
     import gc3session
 
-    assert set(gc3session.__all__) == {*gc3session._EXPORTS, "__version__"}
+    assert set(gc3session.__all__) == {*gc3session._EXPORTS, "__version__", "log"}
     for name in gc3session.__all__:
         assert getattr(gc3session, name) is not None
 

@@ -113,12 +113,12 @@ def test_idfactory_hands_out_growing_blocks_of_fresh_numbers() -> None:
         first, counter["next"] = counter["next"], counter["next"] + n
         return first
 
-    factory = IdFactory(allocate)
+    factory = IdFactory(allocate=allocate)
     ids = [factory.new(Item()) for _ in range(3000)]
     assert [i.seqno for i in ids] == list(range(1, 3001))
     assert all(i.prefix == "Item" for i in ids)
     assert calls[:8] == [8, 16, 32, 64, 128, 256, 512, 1024] and set(calls[8:]) == {1024}
-    assert IdFactory(allocate, prefix="Job").new(Item()).prefix == "Job"
+    assert IdFactory(allocate=allocate, prefix="Job").new(Item()).prefix == "Job"
 
 
 def test_idfactory_reserve_and_forget_block_never_reuse_numbers() -> None:
@@ -129,7 +129,7 @@ def test_idfactory_reserve_and_forget_block_never_reuse_numbers() -> None:
         first, counter["next"] = counter["next"], counter["next"] + n
         return first
 
-    factory = IdFactory(allocate)
+    factory = IdFactory(allocate=allocate)
     first = factory.new(Item())
     factory.forget_block()  # what a forked child does with its parent's block
     second = factory.new(Item())
@@ -153,7 +153,7 @@ def test_idfactory_shared_by_threads_never_repeats_a_number() -> None:
                 next(counter)
             return first
 
-    factory = IdFactory(allocate)
+    factory = IdFactory(allocate=allocate)
     item = Item()
     taken: list[Id] = []
     interval = sys.getswitchinterval()

@@ -35,8 +35,13 @@ def make_executor(spec: "str | Executor | None" = None, **kwargs: Any) -> Execut
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name == scheme:
             return entry_point.load()(spec, **kwargs)  # type: ignore[no-any-return]
-    known = ["local", "dask"] + [e.name for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
-    raise InvalidValue(f"unknown executor {spec!r}; known: {', '.join(known)}", executor=spec)
+    raise InvalidValue(f"unknown executor {spec!r}; known: {', '.join(known_executors())}",
+                       executor=spec)
 
 
-__all__ = ["EXIT_FILE", "Executor", "Outcome", "make_executor"]
+def known_executors() -> list[str]:
+    """The executor names :func:`make_executor` accepts: built-in ones first, then plugins."""
+    return ["local", "dask"] + [e.name for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
+
+
+__all__ = ["EXIT_FILE", "Executor", "Outcome", "known_executors", "make_executor"]

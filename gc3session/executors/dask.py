@@ -20,7 +20,19 @@ Requirements
 * A command occupies one worker thread for as long as it runs: how many run
   at once is bounded by the workers' threads and by the engine's
   ``max_in_flight``.  ``requested_cores`` reaches the command as
-  ``GC3SESSION_CORES``; it does not reserve worker threads.
+  ``GC3SESSION_CORES``.
+
+Cores and memory
+----------------
+Workers that declare the Dask *resources* ``cores`` and ``memory`` (bytes),
+e.g. ``dask worker --resources "cores=8,memory=32e9"``, get tasks only as
+long as those they run leave enough: each command reserves its
+``requested_cores`` and its ``requested_memory`` (when set) for as long as
+it runs.  A resource that no connected worker declares is not reserved, so
+a cluster started without ``--resources`` runs one command per worker
+thread as before (Dask would otherwise keep such tasks waiting for ever).
+A task asking more than the largest worker declares cannot start: it ends
+with status 127 and the reason (:class:`WorkerResourcesError`).
 
 Outliving the driver
 --------------------
@@ -62,6 +74,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import signal as signals
 import socket
@@ -69,10 +82,10 @@ import subprocess
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from .. import fsio
-from ..exceptions import Error
+from ..exceptions import Error, ExecutorUnavailableError
 from ..locking import is_locked
 from .base import EXIT_FILE, Executor, Outcome, command_environment, decode_status, read_exit_status
 
@@ -98,8 +111,18 @@ RUN_LOCK = ".gc3session-run"
 KEY_FILE = ".gc3session-dask-key"
 
 
-class SchedulerUnavailableError(Error, ConnectionError):
+def _not_a_lost_scheduler(record: logging.LogRecord) -> bool:
+    """Drop the client's own "Failed to reconnect" error: the executor raises
+    :class:`SchedulerUnavailableError` for it, which a script reports in one line."""
+    return not str(record.msg).startswith("Failed to reconnect to scheduler")
+
+
+class SchedulerUnavailableError(ExecutorUnavailableError):
     """The Dask scheduler cannot be reached (``address`` says which one)."""
+
+
+class WorkerResourcesError(Error, ValueError):
+    """A task asks more cores or memory than any Dask worker declares (``resource`` says which)."""
 
 
 class WorkdirNotVisibleError(Error, FileNotFoundError):
@@ -124,6 +147,9 @@ class DaskExecutor(Executor):
                         " pip install 'gc3session[dask]'") from err
         self.address = address if "://" in address else f"tcp://{address}"
         self._distributed = distributed
+        client_log = logging.getLogger("distributed.client")
+        if _not_a_lost_scheduler not in client_log.filters:
+            client_log.addFilter(_not_a_lost_scheduler)
         try:
             self._client = distributed.Client(self.address, timeout=connect_timeout,
                                               set_as_default=False)
@@ -132,22 +158,65 @@ class DaskExecutor(Executor):
                                             f" {err}", address=self.address) from err
         self._futures: dict[str, distributed.Future] = {}
         self._killed: set[str] = set()
+        self._offered: tuple[float, list[dict[str, float]]] = (-1.0, [])
 
     def submit(self, task: Any, workdir: str) -> dict[str, Any]:
-        """Send the command of ``task`` to the cluster; it runs in ``workdir``."""
+        """Send the command of ``task`` to the cluster; it runs in ``workdir``.
+
+        :raises SchedulerUnavailableError: if the scheduler cannot be reached.
+        :raises WorkerResourcesError: if no worker can ever run it (module docstring).
+        """
         key = f"gc3session-{os.path.basename(workdir)}-{uuid.uuid4().hex[:16]}"
+        with self._reaching(f"submit {task} to"):
+            resources = self._reservation(task)
         fsio.atomic_write(os.path.join(workdir, KEY_FILE), key.encode(), durable=False)
-        try:
+        with self._reaching(f"submit {task} to"):
             future = self._client.submit(
                 run_command, key, list(task.arguments), workdir, task.stdout, task.stderr,
                 dict(task.environment or {}), int(task.requested_cores), task.requested_memory,
-                key=key, pure=False)
+                key=key, pure=False, resources=resources or None)
             self._client.publish_dataset(future, name=key)
-        except (OSError, TimeoutError) as err:
-            raise SchedulerUnavailableError(f"cannot submit {task} to the Dask scheduler at"
-                                            f" {self.address}: {err}", address=self.address) from err
         self._futures[key] = future
         return {"executor": self.name, "key": key, "scheduler": self.address, "workdir": workdir}
+
+    @contextlib.contextmanager
+    def _reaching(self, what: str) -> Iterator[None]:
+        """Turn the client's connection errors into :class:`SchedulerUnavailableError`."""
+        try:
+            yield
+        except (OSError, TimeoutError) as err:
+            raise SchedulerUnavailableError(f"cannot {what} the Dask scheduler at {self.address}:"
+                                            f" {err}", address=self.address) from err
+        except Exception as err:
+            # Once the client gave up reconnecting it closes itself, and its calls fail with
+            # whatever it meets first ("ConnectionPool is closed", ClosedClientError, ...).
+            if self._client.status == "running":
+                raise
+            raise SchedulerUnavailableError(f"cannot {what} the Dask scheduler at {self.address}:"
+                                            f" it went away ({type(err).__name__}: {err})",
+                                            address=self.address) from err
+
+    def _reservation(self, task: Any) -> dict[str, float]:
+        """The worker resources ``task`` reserves: those some worker declares (module docstring)."""
+        wanted = {"cores": int(task.requested_cores)}
+        if task.requested_memory:
+            wanted["memory"] = int(task.requested_memory)
+        when, offered = self._offered
+        if time.monotonic() - when > 1.0:  # one look at the workers per second is enough
+            workers = (self._client.scheduler_info().get("workers") or {}).values()
+            offered = [dict(info.get("resources") or {}) for info in workers]
+            self._offered = (time.monotonic(), offered)
+        reserved: dict[str, float] = {}
+        for name, amount in wanted.items():
+            declared = [resources[name] for resources in offered if name in resources]
+            if not declared:
+                continue
+            if amount > max(declared):
+                raise WorkerResourcesError(
+                    f"{task} requests {amount:g} {name} and the largest Dask worker of"
+                    f" {self.address} declares {max(declared):g}", resource=name, requested=amount)
+            reserved[name] = amount
+        return reserved
 
     def poll(self, task: Any, handle: dict[str, Any]) -> Outcome | None:
         """The outcome from the task's result, or else from the working directory.
@@ -160,7 +229,7 @@ class DaskExecutor(Executor):
         workdir = handle["workdir"]
         problem, failed = "", False
         future = self._futures.get(key) if key is not None else None
-        if future is not None:
+        if key is not None and future is not None:
             if future.status == "pending":
                 return None
             if future.status == "finished":
@@ -193,10 +262,12 @@ class DaskExecutor(Executor):
             if key is not None:
                 self._release(key)  # ended while no driver watched: poll reads its status
             return False
-        future = self._client.get_dataset(key, default=None) if key is not None else None
-        if future is not None:
-            self._futures[key] = future
-            return True
+        if key is not None:
+            with self._reaching(f"find the run of {task} on"):
+                future = self._client.get_dataset(key, default=None)
+            if future is not None:
+                self._futures[key] = future
+                return True
         return is_locked(os.path.join(handle["workdir"], RUN_LOCK))
 
     def kill(self, task: Any, handle: dict[str, Any]) -> None:
@@ -205,10 +276,11 @@ class DaskExecutor(Executor):
         if key is None:
             return
         self._killed.add(key)
-        self._client.run(_kill_command, key, on_error="return")
-        future = self._futures.get(key) or self._client.get_dataset(key, default=None)
-        if future is not None:
-            self._client.cancel([future])
+        with self._reaching(f"kill {task} through"):
+            self._client.run(_kill_command, key, on_error="return")
+            future = self._futures.get(key) or self._client.get_dataset(key, default=None)
+            if future is not None:
+                self._client.cancel([future])
         self._release(key)
 
     def wait(self, handles: Iterable[dict[str, Any]], timeout: float) -> None:
@@ -228,7 +300,8 @@ class DaskExecutor(Executor):
     def _release(self, key: str) -> None:
         """Forget the run's future and unpublish it, so the scheduler drops the task."""
         self._futures.pop(key, None)
-        with contextlib.suppress(KeyError):  # unpublished already: by a kill, or another driver
+        with self._reaching(f"release run {key} on"), \
+                contextlib.suppress(KeyError):  # unpublished already: by a kill, or another driver
             self._client.unpublish_dataset(key)
 
 
@@ -326,4 +399,4 @@ def _kill_command(key: str) -> bool:
 
 
 __all__ = ["DaskExecutor", "KEY_FILE", "RUN_LOCK", "SchedulerUnavailableError",
-           "WorkdirNotVisibleError", "run_command"]
+           "WorkdirNotVisibleError", "WorkerResourcesError", "run_command"]

@@ -53,7 +53,9 @@ class RecordStore(Store):
 
     Takes the parameters of :class:`~gc3session.persistence.store.Store`;
     ids come from the store's own counter (:meth:`_allocate_ids`) unless an
-    ``idfactory`` is given.
+    ``idfactory`` with a number source of its own is given (a bare
+    ``IdFactory()`` lends only its prefix: see
+    :meth:`~gc3session.persistence.idfactory.IdFactory.for_store`).
 
     Saved and loaded objects are cached by id (weakly), so loading an id twice
     returns the same object while someone holds it.  They are also noted as
@@ -69,8 +71,10 @@ class RecordStore(Store):
     def __init__(self, url: StoreUrl | str, *, durable: bool = True,
                  trusted: bool = True, readonly: bool = False,
                  idfactory: IdFactory | None = None) -> None:
+        factory = IdFactory(allocate=self._allocate_counted) if idfactory is None \
+            else idfactory.for_store(self._allocate_counted)
         super().__init__(url, durable=durable, trusted=trusted, readonly=readonly,
-                         idfactory=idfactory if idfactory is not None else IdFactory(self._allocate_counted))
+                         idfactory=factory)
         self._cache: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
         #: every sequence number below this one is known to be handed out by the counter
         self._counter_floor = 0

@@ -15,6 +15,12 @@ itself, then as its base scheme ``postgresql``):
 
 A constructor is called as ``constructor(url, **kwargs)`` with a parsed
 :class:`~gc3session.persistence.url.StoreUrl`.
+
+:mod:`gc3session.persistence.store` re-exports :func:`make_store`, where
+GC3Pie keeps it (``gc3libs.persistence.store.make_store``).  So this module
+imports nothing of the persistence layer at load time but the URL: the
+:class:`~gc3session.persistence.store.Store` class is needed only to refuse a
+store passed where a URL is expected, and is looked up then.
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..exceptions import InvalidArgument, InvalidType, SchemeAlreadyRegistered, UnknownSchemeError
-from .store import Store
 from .url import StoreUrl
+
+if TYPE_CHECKING:
+    from .store import Store
 
 ENTRY_POINT_GROUP = "gc3session.stores"
 
-Constructor = Callable[..., Store]
+Constructor = Callable[..., "Store"]
 
 _BUILTIN: dict[str, str] = {
     "file": "gc3session.stores.filesystem:make_filesystemstore",
@@ -105,6 +113,8 @@ def make_store(url: "str | os.PathLike[str] | StoreUrl", **kwargs: Any) -> Store
     :raises UnknownSchemeError: listing the known schemes.
     :raises InvalidUrlError: if ``url`` cannot be parsed.
     """
+    from .store import Store  # at call time: store imports this module (see above)
+
     if isinstance(url, Store):
         raise InvalidArgument("make_store() takes a URL; this is already a store", url=str(url.url))
     parsed = StoreUrl.parse(url)

@@ -32,16 +32,28 @@ from .record import (
     task_summary,
 )
 
+#: GC3Pie's name for the pickle protocol of records (gc3session pins it: see
+#: :mod:`gc3session.persistence.record`).  Stores accept a ``protocol``
+#: argument for GC3Pie's sake and ignore it.
+DEFAULT_PROTOCOL = PICKLE_PROTOCOL
+
 
 class Persistable:
     """Base class of the objects a store saves as records of their own.
 
     ``persistent_id`` is set by the store on the first save; ``changed`` is
     set on creation and cleared by a successful save (subclasses such as
-    :class:`gc3session.task.Task` set it again on every change).  Identity is
-    plain object identity: two loads within one session return the same
-    object for the same id, and comparing ids is what ``x.persistent_id ==
-    y.persistent_id`` is for.
+    :class:`gc3session.task.Task` set it again on every change).
+
+    Equality is GC3Pie's: an object equals itself, and two objects that both
+    have a ``persistent_id`` are equal when their ids are (the same task
+    loaded through two session handles is one task); an object without an
+    id equals only itself.  The hash follows: the id's, or the identity's
+    while there is no id.  So an object that gets its id (its first save)
+    changes its hash: do not keep unsaved objects in a set or as dict keys
+    across a save (gc3session's own code keys them by ``id(obj)``).  Ids are
+    unique per store: objects of two different sessions may carry the same
+    id and compare equal.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -53,6 +65,20 @@ class Persistable:
     def __str__(self) -> str:
         pid = getattr(self, "persistent_id", None)
         return str(pid) if pid is not None else super().__str__()
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        mine = getattr(self, "persistent_id", None)
+        theirs = getattr(other, "persistent_id", None)
+        return mine is not None and theirs is not None and str(mine) == str(theirs)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        pid = getattr(self, "persistent_id", None)
+        return object.__hash__(self) if pid is None else hash(str(pid))
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         if _fast_path.active:  # met inside a state being pickled: it needs a reference
@@ -189,4 +215,4 @@ class _RefPickler(pickle.Pickler):
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None), bytes, tuple, list, dict, set})
 
 
-__all__ = ["Persistable", "encode"]
+__all__ = ["DEFAULT_PROTOCOL", "Persistable", "encode"]

@@ -36,6 +36,7 @@ from ..exceptions import ForeignTaskError, InvalidArgument, LoadError, ReadOnlyS
 from .home import home_of
 from .idfactory import Id, IdFactory
 from .record import class_path, task_state, task_summary
+from .registry import make_store as make_store  # GC3Pie's place for it (gc3libs.persistence.store)
 from .url import StoreUrl
 
 
@@ -338,4 +339,4 @@ class Store(abc.ABC):
             raise ReadOnlyStoreError(f"store {self.url} is open read-only", url=str(self.url))
 
 
-__all__ = ["Finding", "RawRecordsUnsupported", "Store", "tmp_file_findings"]
+__all__ = ["Finding", "RawRecordsUnsupported", "Store", "make_store", "tmp_file_findings"]
