@@ -43,7 +43,7 @@ _EXPORTS = {
     "Struct": ".utils",
     "Task": ".task",
     "TaskCollection": ".task",
-    "TemporarySession": ".session",
+    "TemporarySession": ".tempsession",
     "fresh_copy": ".persistence",
     "make_store": ".persistence",
     "register": ".persistence",
@@ -95,7 +95,6 @@ if TYPE_CHECKING:  # what the names are, for type checkers and readers
     from .persistence import make_store as make_store
     from .persistence import register as register
     from .session import Session as Session
-    from .session import TemporarySession as TemporarySession
     from .stores.filesystem import FilesystemStore as FilesystemStore
     from .stores.sql import SqlStore as SqlStore
     from .task import Application as Application
@@ -107,4 +106,5 @@ if TYPE_CHECKING:  # what the names are, for type checkers and readers
     from .task import StagedTaskCollection as StagedTaskCollection
     from .task import Task as Task
     from .task import TaskCollection as TaskCollection
+    from .tempsession import TemporarySession as TemporarySession
     from .utils import Struct as Struct

@@ -20,30 +20,26 @@
 
 from __future__ import annotations
 
-import atexit
 import collections
 import contextlib
 import os
 import shutil
-import tempfile
 from typing import Any, Iterable, Iterator
 
 from . import index, sessiondir
 from .exceptions import (
-    CorruptSessionError,
-    InvalidArgument,
     InvalidValue,
     LoadError,
     ReadOnlySessionError,
     RecordNotFoundError,
     SerializationError,
     SessionNotFoundError,
-    StoreSwitchedError,
 )
+from .pending import Pending, task_tree
 from .persistence.idfactory import Id, is_valid_id
-from .persistence.registry import make_store
 from .persistence.store import Store
 from .persistence.url import StoreUrl
+from .sessionstore import open_session
 
 
 class Session:
@@ -91,14 +87,8 @@ class Session:
         self.durable = durable
         self.tasks: dict[str, Any] = {}
         self.load_errors: dict[str, LoadError] = {}
-        self.created = -1.0
-        self.finished = -1.0
         self._ids: dict[str, None] = {}
-        self._pending_add: dict[str, None] = {}
-        self._unsaved: dict[str, Any] = {}
-        self._fresh: set[str] = set()  # ids allocated here and not yet in the index
-        self._pending_delete: dict[str, list[str]] = {}  # removed id -> its records to delete
-        self._pending_remove: set[str] = set()
+        self._pending = Pending()
         self._counter_checked = False
         self._destroyed = False
         self._ignore_errors = ignore_errors
@@ -107,77 +97,16 @@ class Session:
         store_kwargs.setdefault("trusted", trusted)
         if self.readonly:
             store_kwargs["readonly"] = True
-        metadata = any(os.path.lexists(os.path.join(self.path, name))
-                       for name in (self.INDEX_FILENAME, self.STORE_URL_FILENAME))
-        if metadata or (create and not self.readonly and _is_nonempty_dir(self.path)):
-            self._open(store_or_url, store_kwargs)  # damage is reported, never created over
-        elif self.readonly or not create:
-            raise sessiondir.not_a_session(self.path)
-        else:
-            if wanted:
-                raise InvalidArgument("creating a new session with task_ids makes no sense",
-                                      path=self.path)
-            try:
-                self._create(store_or_url, store_kwargs)
-            except CorruptSessionError:
-                if not os.path.exists(os.path.join(self.path, self.INDEX_FILENAME)):
-                    raise
-                # another process created the same session a moment ago: use it
-                self.store.close()
-                self._open(store_or_url, store_kwargs)
+        opened = open_session(self.path, store_or_url, store_kwargs, create=create,
+                              readonly=self.readonly, durable=durable,
+                              own_directory=self._own_directory, partial=bool(wanted))
+        self.store, self.store_url, self._guard = opened.store, opened.url, opened.guard
+        self._index_ids = opened.listed
+        self.created, self.finished = opened.created, opened.finished
         self.store.owner = self.path
         self._ids = dict.fromkeys(wanted if wanted is not None else self._index_ids)
         if load:
             self.load_many(list(self._ids), add=False)
-
-    # --- opening and creating -------------------------------------------------
-    def _create(self, store_or_url: "Store | str | StoreUrl | None", store_kwargs: dict[str, Any]) -> None:
-        if isinstance(store_or_url, Store):
-            self.store = store_or_url
-        else:
-            url = store_or_url if store_or_url is not None else os.path.join(self.path, self.DEFAULT_JOBS_DIR)
-            self.store = make_store(url, **store_kwargs)
-        if self.store.url is None:
-            raise InvalidArgument(f"{self.store!r} has no URL: a session names its store by URL"
-                                  f" in {self.STORE_URL_FILENAME}, so that it can be opened again",
-                                  path=self.path)
-        self.store_url = self.store.url
-        if self._own_directory:
-            sessiondir.check_store_place(self.path, self.store_url)
-        sessiondir.create(self.path, self.store_url, durable=self.durable)
-        self._store_stamp = sessiondir.store_url_stamp(self.path)
-        self.created = sessiondir.read_timestamp(self.path, "start")
-        self._index_ids: list[str] = []
-
-    def _open(self, store_or_url: "Store | str | StoreUrl | None", store_kwargs: dict[str, Any]) -> None:
-        self._store_stamp = sessiondir.store_url_stamp(self.path)
-        self.store_url = sessiondir.read_store_url(self.path)
-        self._index_ids = sessiondir.read_index(self.path)
-        if isinstance(store_or_url, Store):
-            self.store = store_or_url
-        else:
-            url = self.store_url
-            if store_or_url is not None:
-                given = StoreUrl.parse(store_or_url)
-                if given.without_password() == url.without_password() and given.password:
-                    url = given
-            jobs = os.path.join(self.path, self.DEFAULT_JOBS_DIR)
-            if url.base_scheme == "file" and url.path == jobs and os.path.islink(jobs):
-                raise CorruptSessionError(
-                    f"{jobs} is a symlink; refusing to use a store planted outside the session"
-                    " (replace the link by the directory it points to if that is intended)",
-                    path=jobs)
-            self.store = make_store(url, **store_kwargs)
-        if self._index_ids and not self.store.exists():
-            # The store holds this session's tasks: if it is gone, say so instead
-            # of starting an empty one whose counter would hand out the same ids.
-            self.store.close()
-            raise CorruptSessionError(
-                f"the store {self.store_url} of session {self.path} is missing although"
-                f" {self.INDEX_FILENAME} lists {len(self._index_ids)} tasks; restore it"
-                " (nothing was changed)", path=self.path, url=str(self.store_url))
-        self.created = sessiondir.read_timestamp(self.path, "start")
-        self.finished = sessiondir.read_timestamp(self.path, "end")
 
     # --- the collection ---------------------------------------------------------
     def add(self, task: Any, flush: bool = True) -> Id:
@@ -207,27 +136,27 @@ class Session:
             self.store.claim(task)
             if str(pid) in self._ids:
                 return pid
-        before = self._handle_state(pid)
+        before = self._pending.snapshot(str(pid), self._ids, self.tasks)
         needs_save = pid is None or getattr(task, "changed", True)
         if pid is None:
             pid = self.assign_id(task)
             needs_save = self.store.idfactory is not None  # else assign_id saved it
-            self._fresh.add(str(pid))
+            self._pending.fresh.add(str(pid))
         key = str(pid)
-        if self._pending_delete:
-            self._keep_records_of(key)
+        if self._pending.delete:  # a task that joins again keeps its records
+            self._pending.keep({pid for pid, _ in task_tree(key, self.tasks, self.store)})
         if needs_save:
-            self._unsaved[key] = task
+            self._pending.unsaved[key] = task
         self.tasks[key] = task
         self._ids[key] = None
-        self._pending_remove.discard(key)
-        self._pending_add[key] = None
+        self._pending.remove.discard(key)
+        self._pending.add[key] = None
         if flush:
             try:
                 self._save_unsaved()
                 self._write_index_changes()
             except BaseException:
-                self._restore_handle_state(key, before)
+                self._pending.restore(key, before, self._ids, self.tasks)
                 raise
             self._delete_pending()
         return pid
@@ -243,32 +172,8 @@ class Session:
         if self.store.idfactory is not None:
             obj.persistent_id = self.store.idfactory.new(obj)
             return obj.persistent_id  # type: ignore[no-any-return]
-        with self._writing():
+        with self._guard.writing():
             return self.store.save(obj)
-
-    def _handle_state(self, pid: Any) -> dict[str, Any]:
-        """What this handle knows about ``pid``, so that a failed add can put it back."""
-        key = str(pid)
-        return {"listed": key in self._ids, "task": self.tasks.get(key),
-                "pending_add": key in self._pending_add, "unsaved": self._unsaved.get(key),
-                "fresh": key in self._fresh, "pending_remove": key in self._pending_remove,
-                "pending_delete": dict(self._pending_delete)}
-
-    def _restore_handle_state(self, key: str, before: dict[str, Any]) -> None:
-        for flag, target in (("listed", self._ids), ("pending_add", self._pending_add)):
-            if not before[flag]:
-                target.pop(key, None)
-        for name, target in (("task", self.tasks), ("unsaved", self._unsaved)):
-            if before[name] is None:
-                target.pop(key, None)
-            else:
-                target[key] = before[name]
-        for flag, members in (("fresh", self._fresh), ("pending_remove", self._pending_remove)):
-            if before[flag]:
-                members.add(key)
-            else:
-                members.discard(key)
-        self._pending_delete = before["pending_delete"]
 
     def forget(self, task_id: str, flush: bool = True) -> None:
         """Drop ``task_id`` from the session, keeping its record in the store."""
@@ -276,11 +181,11 @@ class Session:
         key = str(task_id)
         self._ids.pop(key, None)
         self.tasks.pop(key, None)
-        self._unsaved.pop(key, None)
-        if self._pending_add.pop(key, 0) is None and key in self._fresh:
-            self._fresh.discard(key)  # never reached the index: nothing to take back
+        self._pending.unsaved.pop(key, None)
+        if self._pending.add.pop(key, 0) is None and key in self._pending.fresh:
+            self._pending.fresh.discard(key)  # never reached the index: nothing to take back
         else:
-            self._pending_remove.add(key)  # the file may list it (another handle's add, too)
+            self._pending.remove.add(key)  # the file may list it (another handle's add, too)
         if flush:
             self.flush()
 
@@ -296,42 +201,15 @@ class Session:
         """
         self._check_writable()
         key = str(task_id)
-        doomed = self._with_children(key)
+        doomed = task_tree(key, self.tasks, self.store)
         self.forget(key, flush=False)
-        self._pending_delete[key] = [pid for pid, _ in doomed]
+        self._pending.delete[key] = [pid for pid, _ in doomed]
         for _, obj in doomed:
             if obj is not None:
                 with contextlib.suppress(AttributeError):  # a read-only ``changed`` property
                     obj.changed = True
         if flush:
             self.flush()
-
-    def _with_children(self, key: str) -> list[tuple[str, Any]]:
-        """``key`` and every id below it, with its object (None if it cannot be loaded)."""
-        doomed: dict[str, Any] = {key: None}
-        queue = collections.deque([key])
-        while queue:
-            current = queue.popleft()
-            try:
-                obj = self.tasks[current] if current in self.tasks else self.store.load(current)
-            except LoadError:
-                continue  # an unloadable record is still removed; its children cannot be known
-            doomed[current] = obj
-            for child in getattr(obj, "tasks", None) or ():
-                child_id = getattr(child, "persistent_id", None)
-                if child_id is not None and str(child_id) not in doomed:
-                    doomed[str(child_id)] = child
-                    queue.append(str(child_id))
-        return list(doomed.items())
-
-    def _keep_records_of(self, key: str) -> None:
-        """A task joins again while removals are pending: its records must stay."""
-        keep = {pid for pid, _ in self._with_children(key)}
-        self._pending_delete = {root: [pid for pid in doomed if pid not in keep]
-                                for root, doomed in self._pending_delete.items() if root not in keep}
-
-    def _removed_ids(self) -> set[str]:
-        return {pid for doomed in self._pending_delete.values() for pid in doomed}
 
     def flush(self) -> None:
         """Save the tasks added with ``flush=False``, then write the index changes.
@@ -355,34 +233,18 @@ class Session:
         self._delete_pending()
 
     def _write_index_changes(self) -> None:
-        if not (self._pending_add or self._pending_remove):
-            return
-        filename = os.path.join(self.path, self.INDEX_FILENAME)
-        with index.locked_dir(self.path):
-            self._check_store_unchanged()
-            if self._pending_remove:
-                index.rewrite_without(filename, self._pending_remove, durable=self.durable)
-            new = list(self._pending_add)
-            if any(key not in self._fresh for key in new):
-                # ids this handle did not allocate may be listed already
-                # (loaded tasks, another handle's adds): append only the others
-                on_disk = set(index.read(filename))
-                new = [key for key in new if key not in on_disk]
-            index.append(filename, new, durable=self.durable)
-        self._pending_add.clear()
-        self._pending_remove.clear()
-        self._fresh.clear()
+        self._pending.write_index(self.path, self._guard, durable=self.durable)
 
     def _delete_pending(self) -> None:
-        if self._pending_delete:
-            with self._writing():
-                self.store.remove_many(sorted(self._removed_ids()))
-            self._pending_delete.clear()
+        if self._pending.delete:
+            with self._guard.writing():
+                self.store.remove_many(sorted(self._pending.removed_ids()))
+            self._pending.delete.clear()
 
     def save(self, obj: Any) -> Id:
         """Save ``obj`` to the store (it is not added to the session)."""
         self._check_writable()
-        with self._writing():
+        with self._guard.writing():
             return self.store.save(obj)
 
     def save_many(self, objs: Iterable[Any]) -> list[Id]:
@@ -392,72 +254,40 @@ class Session:
         of record files with a single sync.
         """
         self._check_writable()
-        with self._writing():
+        with self._guard.writing():
             return self.store.save_many(objs)
 
     def save_all(self, flush: bool = True) -> None:
         """Save every loaded top-level task whose ``changed`` flag is set, in one batch."""
         self._check_writable()
-        self._unsaved.update((k, t) for k, t in self.tasks.items() if getattr(t, "changed", True))
+        self._pending.unsaved.update((k, t) for k, t in self.tasks.items()
+                                     if getattr(t, "changed", True))
         self._save_unsaved()
         if flush:
             self.flush()
 
     def _save_unsaved(self) -> None:
-        if not self._unsaved:
+        if not self._pending.unsaved:
             return
-        batch = list(self._unsaved.items())
+        batch = list(self._pending.unsaved.items())
         try:
-            with self._writing():
+            with self._guard.writing():
                 self.store.save_many([task for _, task in batch])
         except SerializationError as err:
             position = err.context.get("position")
             if isinstance(position, int) and 0 <= position < len(batch):
                 self._drop_unsaveable(batch[position][0])
             raise
-        self._unsaved.clear()
+        self._pending.unsaved.clear()
 
     def _drop_unsaveable(self, key: str) -> None:
         """Take a task that cannot be pickled out of the pending batch (and out of the
         session if it was pending to join it), so that the rest can be written."""
-        self._unsaved.pop(key, None)
-        if self._pending_add.pop(key, 0) is None:
+        self._pending.unsaved.pop(key, None)
+        if self._pending.add.pop(key, 0) is None:
             self._ids.pop(key, None)
             self.tasks.pop(key, None)
-            self._fresh.discard(key)
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Hold the session directory's lock shared while records are written.
-
-        ``gsession copy`` takes it exclusively to switch the session to
-        another store, so a write either lands before the copy's last check
-        (which then sees it) or after the switch (which this handle notices
-        and refuses): never in the old store unseen.
-        """
-        with index.locked_dir(self.path, shared=True):
-            self._check_store_unchanged()
-            yield
-
-    def _check_store_unchanged(self) -> None:
-        """Raise :class:`StoreSwitchedError` if ``store.url`` now names another store."""
-        stamp = sessiondir.store_url_stamp(self.path)
-        if stamp == self._store_stamp:
-            return
-        try:
-            now = sessiondir.read_store_url(self.path)
-        except CorruptSessionError as err:
-            raise StoreSwitchedError(
-                f"{self.path}/{self.STORE_URL_FILENAME} changed since session {self.path} was"
-                f" opened and cannot be read now ({err}); nothing was written",
-                path=self.path) from err
-        if now.without_password() != self.store_url.without_password():
-            raise StoreSwitchedError(
-                f"session {self.path} was moved to the store {now} by another process (gsession"
-                f" copy) while this handle still wrote to {self.store_url}; nothing was written."
-                " Open the session again to go on in its new store.",
-                path=self.path, old=str(self.store_url), new=str(now))
-        self._store_stamp = stamp
+            self._pending.fresh.discard(key)
 
     def _check_counter(self) -> None:
         """Before the first fresh id: never hand out an id the index lists.
@@ -485,7 +315,7 @@ class Session:
         key = str(obj_id)
         if key in self.tasks:
             return self.tasks[key]
-        if self._destroyed or (self._pending_delete and key in self._removed_ids()):
+        if self._destroyed or (self._pending.delete and key in self._pending.removed_ids()):
             raise self._removed_error(key)
         obj = self.store.load(key)
         if key in self._ids:
@@ -502,7 +332,7 @@ class Session:
     def load_many(self, obj_ids: Iterable[str], add: bool = True, flush: bool = True) -> dict[str, Any]:
         """Load several objects in one batch; failures raise, or go to :attr:`load_errors`."""
         keys = [str(i) for i in obj_ids]
-        removed = self._removed_ids() if self._pending_delete else set()
+        removed = self._pending.removed_ids() if self._pending.delete else set()
         for key in keys:
             if key in removed and key not in self.tasks:
                 if not self._ignore_errors:
@@ -605,13 +435,10 @@ class Session:
         """
         self._check_writable()
         doomed = [pid for i in self._index_or_view() if is_valid_id(i)
-                  for pid, _ in self._with_children(i)]
-        with self._writing():
+                  for pid, _ in task_tree(i, self.tasks, self.store)]
+        with self._guard.writing():
             self.store.remove_many(doomed)
-        self._pending_add.clear()
-        self._pending_remove.clear()
-        self._pending_delete.clear()
-        self._unsaved.clear()
+        self._pending.clear()
         self.tasks.clear()
         self._ids.clear()
         self.load_errors.clear()
@@ -645,38 +472,4 @@ class Session:
         return f"<Session {self.path} ({len(self)} tasks, store {self.store_url})>"
 
 
-class TemporarySession(Session):
-    """A session in a fresh temporary directory, over an existing store.
-
-    Its tasks are ``task_ids``, or every record of the store.  With
-    ``delete=True`` the directory (never the store) is removed at exit.
-    """
-
-    _own_directory = False
-
-    def __init__(self, store_or_url: "Store | str | StoreUrl", task_ids: Iterable[str] | None = None,
-                 delete: bool = True, **kwargs: Any) -> None:
-        path = tempfile.mkdtemp(prefix="gc3session.TemporarySession.", suffix=".d")
-        if delete:
-            atexit.register(shutil.rmtree, path, True)
-        kwargs.setdefault("load", True)
-        load = kwargs.pop("load")
-        super().__init__(path, create=True, store_or_url=store_or_url, load=False, **kwargs)
-        ids = [str(i) for i in (task_ids if task_ids is not None else self.store.list())]
-        self._ids = dict.fromkeys(ids)
-        self._pending_add = dict.fromkeys(ids)
-        self.flush()
-        if load:
-            self.load_many(ids, add=False)
-        self.name = str(self.store.url)
-
-
-def _is_nonempty_dir(path: str) -> bool:
-    try:
-        with os.scandir(path) as entries:
-            return any(True for _ in entries)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-
-
-__all__ = ["Session", "TemporarySession"]
+__all__ = ["Session"]

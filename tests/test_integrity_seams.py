@@ -434,7 +434,7 @@ def test_states_are_right_after_a_crash_without_any_repair(tmp_path: Any) -> Non
         ids = [session.add(Task(jobname=f"t{n}")) for n in range(3)]
     _kill_between_renames_and_state_lines(path, ids[1])
     with open(os.path.join(path, "jobs", "0", ids[1]), "rb") as stream:
-        assert b" TERMINATED\n" in stream.readline()  # the record has the new state
+        assert b" TERMINATED {" in stream.readline()  # the record has the new state
     with Session(path, mode="r", load=False) as reader:  # a reader that may not write
         assert reader.states() == {ids[0]: "NEW", ids[1]: "TERMINATED", ids[2]: "NEW"}
 
