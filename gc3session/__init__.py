@@ -27,17 +27,17 @@ log = logging.getLogger("gc3session")
 #: Public name -> the module (relative to this package) that defines it.
 _EXPORTS = {
     "Application": ".task",
-    "ChunkedParameterSweep": ".task",
+    "ChunkedParameterSweep": ".workflow",
     "FilesystemStore": ".stores.filesystem",
     "Id": ".persistence",
     "ParallelTaskCollection": ".task",
     "Persistable": ".persistence",
-    "RetryableTask": ".task",
+    "RetryableTask": ".workflow",
     "Run": ".task",
     "SequentialTaskCollection": ".task",
     "Session": ".session",
     "SqlStore": ".stores.sql",
-    "StagedTaskCollection": ".task",
+    "StagedTaskCollection": ".workflow",
     "Store": ".persistence",
     "StoreUrl": ".persistence",
     "Struct": ".utils",
@@ -98,13 +98,13 @@ if TYPE_CHECKING:  # what the names are, for type checkers and readers
     from .stores.filesystem import FilesystemStore as FilesystemStore
     from .stores.sql import SqlStore as SqlStore
     from .task import Application as Application
-    from .task import ChunkedParameterSweep as ChunkedParameterSweep
     from .task import ParallelTaskCollection as ParallelTaskCollection
-    from .task import RetryableTask as RetryableTask
     from .task import Run as Run
     from .task import SequentialTaskCollection as SequentialTaskCollection
-    from .task import StagedTaskCollection as StagedTaskCollection
     from .task import Task as Task
     from .task import TaskCollection as TaskCollection
     from .tempsession import TemporarySession as TemporarySession
     from .utils import Struct as Struct
+    from .workflow import ChunkedParameterSweep as ChunkedParameterSweep
+    from .workflow import RetryableTask as RetryableTask
+    from .workflow import StagedTaskCollection as StagedTaskCollection

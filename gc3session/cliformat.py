@@ -88,7 +88,7 @@ def list_row(pid: str, summary: dict[str, Any]) -> dict[str, Any]:
         "signal_name": signal_name(signal),
         "returncode": None if exitcode is None and signal is None
         else ((exitcode or 0) << 8) | (signal or 0),
-        "attempts": summary.get("attempts", 0), "info": summary.get("info"),
+        "attempts": summary.get("attempts") or 0, "info": summary.get("info"),
         "stdout": summary.get("stdout"), "stderr": summary.get("stderr"),
     }
     for key in TIMES:

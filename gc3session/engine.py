@@ -66,14 +66,13 @@ from .executors import Executor, Outcome, make_executor
 from .session import Session
 from .task import (
     Application,
-    ChunkedParameterSweep,
-    RetryableTask,
     SequentialTaskCollection,
     State,
     Task,
     TaskCollection,
     is_plain_relative,
 )
+from .workflow import ChunkedParameterSweep, RetryableTask
 
 RESUME_POLICIES = ("rerun", "report")
 #: Pseudo-signal of a run whose declared outputs are missing.
@@ -537,7 +536,7 @@ def _update_collections(task: Task) -> bool:
     otherwise a finished collection has returncode 0 if every child that ran
     succeeded, else exit status 1.  A collection waiting on an UNKNOWN or
     STOPPED child takes that state.  A parameter sweep first adds its next
-    chunk if it is due (:meth:`~gc3session.task.ChunkedParameterSweep.grow`);
+    chunk if it is due (:meth:`~gc3session.workflow.ChunkedParameterSweep.grow`);
     a retryable task follows :func:`_update_retryable`.
     """
     if task.execution.state == State.TERMINATED:

@@ -209,7 +209,7 @@ def test_gc3pie_names_are_found_where_gc3pie_keeps_them(tmp_path: Path) -> None:
     assert GET.x(Struct(x=1)) == 1 and gc3session.Struct is Struct
     assert gc3session.log.name == "gc3session"
     for name in ("ChunkedParameterSweep", "RetryableTask", "StagedTaskCollection"):
-        assert getattr(gc3session, name) is getattr(gc3session.task, name)
+        assert getattr(gc3session, name) is getattr(gc3session.workflow, name)  # gc3libs.workflow
 
 
 def test_an_autocommit_connection_on_the_store_engine_holds_no_lock(tmp_path: Path) -> None:

@@ -271,8 +271,10 @@ def test_a_record_that_is_not_a_regular_file_is_a_load_error(tmp_path: Any, kind
     assert names == ["t1"] and errors == {victim: ("CorruptRecordError", victim, record_file)}
     with pytest.raises(CorruptRecordError, match="not a regular file"):
         bounded(_open, path)
-    rc, out, err = bounded(_run, "list", path)
-    assert rc == 65 and "t1" in out
+    rc, out, err = bounded(_run, "list", path)  # reads the summary log, not the records
+    assert rc == 0 and "t1" in out
+    rc, out, err = bounded(_run, "show", path, victim)  # reads the record
+    assert rc != 0 and out == ""
     assert victim in _one_line_error(err) and record_file in err
     assert _mode_of(record_file) != stat.S_IFREG
 
@@ -658,19 +660,24 @@ def _gsession(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_gsession_untrusted_list_reports_the_reproducers_one_line_each(tmp_path: Any) -> None:
-    """Exit status 65 (some tasks could not be loaded), one stderr line per bad task, in time."""
+    """list reads record headers only; show reads the record inertly (nothing is called);
+    show --full loads it: one stderr line per bad task, in time, and nothing is built."""
     path = str(tmp_path / "s")
     named = _session_with_records(path, {
         "fraction": crafted({"jobname": "fraction", "x": Call("fractions:Fraction", ("1e1000000000",))}),
         "bytearray": crafted({"jobname": "bytearray", "x": Call("builtins:bytearray", (8 << 30,))}),
     })
     done = _gsession("list", "--untrusted", path)
-    assert done.returncode == 65 and "good" in done.stdout, done.stderr
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.splitlines()
-    assert len(lines) == 2 and all(line.startswith("gsession: cannot load ") for line in lines)
-    assert named["fraction"] in lines[0] + lines[1] and "fractions:Fraction" in done.stderr
-    assert named["bytearray"] in done.stderr and "bytearray(int)" in done.stderr
+    assert done.returncode == 0 and "good" in done.stdout and done.stderr == ""
+    inert = _gsession("show", "--untrusted", path, named["fraction"])  # a name, never called
+    assert inert.returncode == 0 and "x: <fractions:Fraction>" in inert.stdout, inert.stderr
+    for name, refused, how in (("fraction", "fractions:Fraction", ["--full"]),
+                               ("bytearray", "bytearray(int)", ["--full"]),
+                               ("bytearray", "bytearray(int)", [])):  # refused even inertly
+        shown = _gsession("show", *how, "--untrusted", path, named[name])
+        assert shown.returncode == 1 and shown.stdout == "" and "Traceback" not in shown.stderr
+        lines = shown.stderr.splitlines()
+        assert len(lines) == 1 and named[name] in lines[0] and refused in lines[0], lines
 
 
 @pytest.mark.parametrize("trusted", [True, False])
@@ -688,9 +695,11 @@ def test_a_header_naming_no_record_class_is_a_load_error(tmp_path: Any, cls: str
     assert isinstance(error, LoadError) and error.id == odd and error.location == record_file
     assert cls in str(error)
     untrusted = [] if trusted else ["--untrusted"]
-    rc, out, err = _run("list", *untrusted, path)
-    assert rc == 65 and "good" in out and odd in _one_line_error(err)
-    rc, out, err = _run("show", *untrusted, path, odd)
+    rc, out, err = _run("list", *untrusted, path)  # headers only: the class is a name there
+    assert rc == 0 and "good" in out and odd in out and err == ""
+    rc, out, err = _run("show", *untrusted, path, odd)  # the record as data, nothing built
+    assert rc == 0 and out.startswith(f"{odd} ({cls})")  # what the record says, not the index
+    rc, out, err = _run("show", "--full", *untrusted, path, odd)
     assert rc == 1 and out == "" and record_file in _one_line_error(err)
 
 
@@ -713,7 +722,8 @@ def test_a_reference_that_is_a_path_is_never_followed(tmp_path: Any, reference: 
     assert isinstance(error, CorruptRecordError) and error.id == parent
     assert reference in str(error) and "PLANTED" not in str(error)
     untrusted = [] if trusted else ["--untrusted"]
-    rc, out, err = _run("list", *untrusted, path)
-    assert rc == 65 and parent in _one_line_error(err) and "PLANTED" not in out + err
-    rc, out, err = _run("show", *untrusted, path, parent)
-    assert rc == 1 and "PLANTED" not in out + _one_line_error(err)
+    rc, out, err = _run("list", *untrusted, path)  # headers only: no reference is followed
+    assert rc == 0 and parent in out and "PLANTED" not in out + err
+    for full in ([], ["--full"]):  # the record read inertly, or loaded
+        rc, out, err = _run("show", *full, *untrusted, path, parent)
+        assert rc == 1 and out == "" and "PLANTED" not in _one_line_error(err)

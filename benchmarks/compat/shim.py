@@ -37,7 +37,7 @@ GC3PIE: dict[str, tuple[str, ...]] = {
     "gc3libs": ("gc3session",),
     "gc3libs.exceptions": ("gc3session.exceptions",),
     "gc3libs.session": ("gc3session.session",),
-    "gc3libs.workflow": ("gc3session.task",),
+    "gc3libs.workflow": ("gc3session.workflow",),
     "gc3libs.utils": ("gc3session.utils",),
     "gc3libs.url": ("gc3session.url",),
     "gc3libs.persistence": ("gc3session.persistence",),

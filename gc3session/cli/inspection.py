@@ -19,10 +19,11 @@ import time
 from typing import Any, Iterator, cast
 
 from .. import cliformat, fsio
-from ..cliplumbing import EXIT_LOAD_ERRORS, UsageError
-from ..exceptions import LoadError, RecordNotFoundError
+from ..cliplumbing import EXIT_LOAD_ERRORS, UsageError, one_line
+from ..exceptions import CorruptRecordError, LoadError
 from ..persistence.idfactory import check_id, is_valid_id, seqno_of
 from ..persistence.inert import record_attributes
+from ..persistence.record import parse_header
 from ..persistence.records import read_records
 from ..session import Session
 from ..sessionlock import lock_owner
@@ -137,12 +138,7 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
         if args.full:
             data = cliformat.describe_object(session.store.load(args.task_id), listed)
         else:
-            summary = session.store.summaries([args.task_id]).get(args.task_id)
-            if summary is None:
-                raise RecordNotFoundError(f"no readable record {args.task_id} in"
-                                          f" {session.store.location(args.task_id)}",
-                                          id=args.task_id)
-            attrs = _inert(session, args.task_id, session.store.read_record(args.task_id))
+            summary, attrs = _read_inertly(session, args.task_id)
             data = cliformat.describe(args.task_id, summary, attrs, listed)
     if args.json:
         out.json(data)
@@ -180,6 +176,22 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
     for pid in failed:
         out.warn(f"cannot read the record of {pid} (gsession fsck says why)")
     return EXIT_LOAD_ERRORS if failed else 0
+
+
+def _read_inertly(session: Session, pid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The summary (from the record's own header, not from an index that may lag behind it)
+    and the attributes of record ``pid``, unpickled without importing anything.
+
+    :raises CorruptRecordError: naming the id and the place, if the record is damaged.
+    """
+    data = session.store.read_record(pid)
+    try:
+        summary = parse_header(data).summary
+        return summary, record_attributes(data, trusted=session.store.trusted)
+    except Exception as err:  # whatever damaged bytes make pickle raise
+        location = session.store.location(pid)
+        raise CorruptRecordError(f"record {pid} ({location}) is damaged: {one_line(str(err))}",
+                                 id=pid, location=location, cause=str(err)) from err
 
 
 def _inert(session: Session, pid: str, data: bytes) -> dict[str, Any] | None:
