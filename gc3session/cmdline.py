@@ -62,11 +62,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import inspect
 import logging
 import os
-import re
 import signal
 import sys
 import time
@@ -82,17 +80,18 @@ from .cliplumbing import (
     report_error,
     warn,
 )
-from .engine import RESUME_POLICIES, Engine
+from .engine import Engine
 from .exceptions import Error, InvalidValue, LoadError
-from .executors import known_executors
+from .newtasks import build_tasks, task_defaults
 from .persistence.url import StoreUrl
 from .progress import ProgressReporter, status_table, task_table
 from .quarantine import quarantine
 from .redo import redo_tasks, select
 from .restart import replace_unused_store
+from .scriptoptions import add_gc3pie_names, add_standard_options, check_list_states, store_url
 from .session import Session
 from .sessionlock import driver_lock
-from .task import State, Task, has_default_jobname
+from .task import Task
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +134,7 @@ class SessionBasedScript:
         self.parser = ArgumentParser(prog=self.name, description=self.description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      conflict_handler="resolve")
-        self._add_standard_options(self.parser)
+        add_standard_options(self.parser, self.version, self.default_session)
         self.setup_options()
         if type(self).setup_args is SessionBasedScript.setup_args:
             # GC3Pie's default: input paths, replaced by whatever a script declares instead
@@ -170,50 +169,6 @@ class SessionBasedScript:
         Raise :class:`UsageError` for a wrong command line (exit status 64).
         """
 
-    def _add_standard_options(self, parser: argparse.ArgumentParser) -> None:
-        """The options every script has (gc3libs' names)."""
-        parser.add_argument("--version", action="version", version=f"%(prog)s {self.version}")
-        parser.add_argument("-v", "--verbose", action="count", default=0,
-                            help="more messages (repeat for even more)")
-        parser.add_argument("-s", "--session", default=self.default_session,
-                            help="session directory (default: %(default)s)")
-        parser.add_argument("-u", "--store-url", default=None,
-                            help="store for a new session: a URL, or 'sqlite' / 'file' for one"
-                                 " inside the session directory")
-        parser.add_argument("-N", "--new-session", action="store_true",
-                            help="kill and remove the session's tasks, then start anew")
-        parser.add_argument("-C", "--continuous", "--watch", type=_positive_int, default=0,
-                            metavar="SECONDS", help="keep running until every task is done,"
-                            " checking at least every SECONDS (default: one pass)")
-        parser.add_argument("-J", "--max-running", type=_positive_int, default=50, metavar="NUM",
-                            help="run at most NUM commands at once (default: %(default)s)")
-        parser.add_argument("-o", "--output", default=os.path.join(os.getcwd(), "NAME"),
-                            metavar="DIR", help="output directory of each task; NAME, SESSION,"
-                            " DATE and TIME are replaced (default: %(default)s)")
-        parser.add_argument("-l", "--state", nargs="?", const=",".join(s.value for s in State),
-                            default="", metavar="STATES", help="after the summary, list the"
-                            " tasks in these states (comma-separated; also 'ok', 'failed')")
-        parser.add_argument("-c", "--cpu-cores", type=_positive_int, default=1, metavar="NUM",
-                            help="cores each task requests (default: %(default)s)")
-        parser.add_argument("-m", "--memory-per-core", type=parse_memory, default=None,
-                            metavar="MEM", help="memory per core, e.g. 2GB (enforced as an"
-                            " address-space limit on the local executor)")
-        parser.add_argument("-w", "--wall-clock-time", type=parse_duration, default=None,
-                            metavar="DURATION", help="wall time limit per task, e.g. '8 hours'")
-        parser.add_argument("-r", "--resource", "-x", "--executor", dest="executor",
-                            type=_executor_spec, default="local", metavar="NAME",
-                            help="where tasks run: 'local' (default; 'localhost' is the same)"
-                                 " or dask://HOST:PORT")
-        parser.add_argument("--config-files", type=_comma_list, default=None, metavar="FILES",
-                            help="GC3Pie configuration files: accepted, not read (a warning"
-                                 " says so); choose where tasks run with -r")
-        parser.add_argument("--resume-policy", choices=RESUME_POLICIES, default="rerun",
-                            help="what to do with tasks whose run was lost while no driver"
-                                 " watched (default: %(default)s)")
-        parser.add_argument("--redo-failed", action="store_true",
-                            help="run the failed tasks again (earlier outputs are kept as"
-                                 " numbered backups: stdout.txt.~1~)")
-
     def new_tasks(self, extra: dict[str, Any]) -> Iterable[Any]:
         """Return the tasks of a new session; ``extra`` holds the per-task defaults."""
         return []
@@ -239,7 +194,7 @@ class SessionBasedScript:
         package.addHandler(handler)
         package.setLevel(max(logging.DEBUG, logging.WARNING - 10 * self.params.verbose))
         try:
-            self._gc3pie_params()
+            add_gc3pie_names(self.params, self.log)
             self.parse_args()
             return self._main()
         except (Error, KeyboardInterrupt) as err:
@@ -252,8 +207,8 @@ class SessionBasedScript:
     def _main(self) -> int:
         params = self.params
         path = os.path.abspath(params.session)
-        url = self._store_url()
-        self._check_states()
+        url = store_url(params)
+        check_list_states(params)
         # create the session if needed, but load it only under the driver lock:
         # what another driver saved before it let go must be what this one sees
         Session(path, store_or_url=url, load=False).close()
@@ -360,39 +315,6 @@ class SessionBasedScript:
     def after_main_loop(self) -> None:
         """Called after each run's status table (gc3libs hook); ``self.session`` is open."""
 
-    def _gc3pie_params(self) -> None:
-        """Add GC3Pie's names of the standard options to ``self.params``; warn about what is ignored."""
-        params = self.params
-        params.ncores = params.cpu_cores
-        params.wait = params.continuous
-        params.resource_name = params.executor
-        if params.config_files is not None:
-            self.log.warning("GC3Pie configuration files are not read, ignoring --config-files %s"
-                             " (tasks run where -r says: local, or dask://HOST:PORT)",
-                             ",".join(params.config_files))
-        else:
-            params.config_files = []
-
-    def _check_states(self) -> None:
-        known = {s.value for s in State} | {"ok", "failed"}
-        unknown = [s for s in self.params.state.split(",") if s and s not in known]
-        if unknown:
-            raise UsageError(f"unknown state {', '.join(unknown)} for -l; known: {', '.join(sorted(known))}")
-
-    def _store_url(self) -> StoreUrl | str | None:
-        """The ``-u`` store: ``sqlite`` and ``file`` name one inside the session directory.
-
-        Those URLs are built from the path (never by pasting it into a URL
-        string, where a ``#`` or ``?`` in a directory name would cut it short).
-        """
-        url = self.params.store_url
-        path = os.path.abspath(self.params.session)
-        if url == "sqlite":
-            return StoreUrl.for_path("sqlite", os.path.join(path, "jobs.db"))
-        if url == "file":
-            return StoreUrl.for_path("file", os.path.join(path, "jobs"))
-        return url
-
     def _abort_all(self, engine: Engine) -> None:
         session = engine.session
         for task in list(session):
@@ -404,36 +326,8 @@ class SessionBasedScript:
         engine.forget_all()
 
     def _make_tasks(self) -> list[Task]:
-        params = self.params
-        output = params.output
-        if "NAME" not in output and "ITER" not in output:
-            output = os.path.join(output, "NAME")
-        now = datetime.datetime.now()
-        output = (output.replace("SESSION", params.session + ".out")
-                  .replace("DATE", now.strftime("%Y-%m-%d")).replace("TIME", now.strftime("%H:%M")))
-        self.extra = {
-            "requested_cores": params.cpu_cores,
-            "requested_memory": params.memory_per_core * params.cpu_cores
-            if params.memory_per_core else None,
-            "requested_walltime": params.wall_clock_time,
-            "output_dir": output,
-        }
-        # Called only for an empty session, so no name can clash with an earlier
-        # task's: GC3Pie's skipping of names already in the session has nothing to do.
-        tasks: list[Task] = []
-        seen: set[str] = set()
-        for index, item in enumerate(self.new_tasks(dict(self.extra))):
-            task = _build_task(item, self.extra)
-            if has_default_jobname(task):
-                task.jobname = f"{type(task).__name__}-N{index + 1}"
-            name = str(task.jobname)
-            if name in seen:
-                log.warning("new_tasks() returned more than one task named %r; adding them all",
-                            name)
-            seen.add(name)
-            _expand_output_dir(task, output)
-            tasks.append(task)
-        return tasks
+        self.extra = task_defaults(self.params)
+        return build_tasks(self.new_tasks(dict(self.extra)), self.extra)
 
     def _print_status(self, counts: dict[str, int]) -> None:
         assert self.session is not None
@@ -505,85 +399,5 @@ def _takes_argument(method: Any) -> bool:
     return bool(inspect.signature(method).parameters)
 
 
-def _executor_spec(text: str) -> str:
-    """``-r``: an executor name (``localhost`` is GC3Pie's name for this machine: ``local``).
-
-    Checked while parsing, so that a misspelt name changes nothing on disk.
-    """
-    spec = "local" if text == "localhost" else text
-    name, _, address = spec.partition("://")
-    known = known_executors()
-    shown = ", ".join("local (or localhost)" if k == "local" else "dask://HOST:PORT" if k == "dask"
-                      else k for k in known)
-    if "," in spec:
-        raise argparse.ArgumentTypeError(f"{text!r}: a session's tasks run on one resource;"
-                                         f" known: {shown}")
-    if name not in known:
-        raise argparse.ArgumentTypeError(f"unknown resource {text!r}; known: {shown}")
-    if name == "dask" and not address:
-        raise argparse.ArgumentTypeError(f"{text!r}: name the Dask scheduler, dask://HOST:PORT")
-    return spec
-
-
-def _comma_list(text: str) -> list[str]:
-    return [item for item in text.split(",") if item]
-
-
-def _build_task(item: Any, extra: dict[str, Any]) -> Task:
-    if isinstance(item, Task):
-        return item
-    if isinstance(item, tuple) and len(item) == 4:  # gc3libs' deprecated (jobname, cls, args, kwargs)
-        jobname, cls, args, kwargs = item
-        merged = dict(extra)
-        merged.update(kwargs)
-        merged.setdefault("jobname", jobname)
-        return cls(*args, **merged)  # type: ignore[no-any-return]
-    raise InvalidValue(f"new_tasks() must return Task objects, not {item!r}")
-
-
-def _expand_output_dir(task: Task, template: str) -> None:
-    """Replace NAME by the job name in ``output_dir``, children included (gc3libs missed them)."""
-    current = getattr(task, "output_dir", None)
-    if current is not None and task.jobname and "NAME" in current:
-        task.output_dir = os.path.abspath(current.replace("NAME", task.jobname))
-    for child in getattr(task, "tasks", None) or ():
-        _expand_output_dir(child, template)
-
-
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-_DURATIONS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60,
-              "minutes": 60, "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400,
-              "days": 86400}
-
-
-def parse_memory(text: str) -> int:
-    """``"2GB"`` -> 2000000000 bytes (KB/MB/GB/TB are decimal, KiB/MiB/GiB binary)."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text)
-    unit = match and match[2].upper()
-    if not match or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (e.g. 512MB, 2GB, 4GiB)")
-    return int(float(match[1]) * _UNITS[unit])
-
-
-def parse_duration(text: str) -> float:
-    """``"8 hours"``, ``"90m"``, ``"3600"`` -> seconds."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text)
-    unit = match and (match[2].lower() or "s")
-    if not match or unit not in _DURATIONS:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 90 minutes, 8 hours)")
-    return float(match[1]) * _DURATIONS[unit]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}")
-    return value
-
-
 __all__ = ["EXIT_INTERRUPTED", "EXIT_LOCKED", "EXIT_USAGE", "SessionBasedScript", "UsageError",
-           "exit_status", "parse_duration", "parse_memory"]
+           "exit_status"]

@@ -26,14 +26,8 @@ from typing import Any
 import pytest
 
 from gc3session import Application, Session
-from gc3session.cmdline import (
-    EXIT_INTERRUPTED,
-    EXIT_LOCKED,
-    EXIT_USAGE,
-    SessionBasedScript,
-    parse_duration,
-    parse_memory,
-)
+from gc3session.cmdline import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE, SessionBasedScript
+from gc3session.scriptoptions import parse_duration, parse_memory
 from gc3session.sessionlock import lock_owner
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
