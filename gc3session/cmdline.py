@@ -62,7 +62,7 @@ import sys
 import time
 from typing import Any, Iterable, Iterator, NoReturn
 
-from .engine import RESUME_POLICIES, Engine
+from .engine import GROUP_COMMIT_INTERVAL, RESUME_POLICIES, Engine
 from .exceptions import Error, InvalidValue
 from .persistence.url import StoreUrl
 from .progress import ProgressReporter, status_table, task_table
@@ -199,8 +199,10 @@ class SessionBasedScript:
         with driver_lock(path), Session(path, store_or_url=url) as session:
             self.session = session
             try:
+                # group commit: the status table and the progress line report only what is on disk
                 engine = Engine(session, executor=params.executor, max_in_flight=params.max_running,
-                                resume_policy=params.resume_policy)
+                                resume_policy=params.resume_policy,
+                                commit_interval=GROUP_COMMIT_INTERVAL)
             except InvalidValue as err:  # an unknown -x executor
                 raise UsageError(str(err)) from err
             guard = _InterruptGuard()
