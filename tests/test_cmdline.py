@@ -85,7 +85,8 @@ def spawn(tmp_path, *argv: str, **kwargs: Any) -> subprocess.Popen:
     script = os.path.join(tmp_path, "probe.py")
     with open(script, "w") as stream:
         stream.write("from test_cmdline import Probe\nProbe().run()\n")
-    env = dict(os.environ, PYTHONPATH=TESTS)
+    # this checkout's gc3session, not an installed one (which may be another version)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, os.path.dirname(TESTS)]))
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen([sys.executable, script, *argv], cwd=tmp_path, env=env, text=True, **kwargs)
