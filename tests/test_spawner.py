@@ -6,8 +6,11 @@ command between its end and the recording of its status.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import socket
+import subprocess
 import time
 from types import SimpleNamespace
 
@@ -121,3 +124,28 @@ def test_the_run_lock_is_held_until_the_status_is_on_file(tmp_path):
 def _is_zombie(pid: int) -> bool:
     with open(f"/proc/{pid}/stat", "rb") as stream:
         return stream.read().rpartition(b")")[2].split()[0] == b"Z"
+
+
+def test_a_reaped_command_whose_status_is_not_on_file_yet_is_still_running(tmp_path):
+    """The spawner reaped the command (its pid is gone) but has not written the status: the run
+    is still going, never "lost"; once the status is on file and the lock free, it has ended."""
+    workdir = tmp_path / "r"
+    os.makedirs(workdir)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid is gone, as a command's is once the spawner reaped it
+    handle = {"executor": "local", "workdir": str(workdir), "pid": gone.pid, "start": 12345,
+              "host": socket.gethostname()}
+    lock = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+    executor = LocalExecutor()
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the spawner's copy of the run lock
+        task = command(["true"])
+        assert executor.reattach(task, handle)
+        assert executor.poll(task, handle) is None
+        (workdir / EXIT_FILE).write_text("4\n")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        outcome = executor.poll(task, handle)
+    finally:
+        os.close(lock)
+        executor.close()
+    assert outcome is not None and outcome.exitcode == 4

@@ -20,8 +20,9 @@ lock, the command inherits it (as descriptor 3), and the spawner lets go of
 its copy once it has written the status.  The kernel drops the lock when the
 last holder ends, however it ends.  A restarted driver therefore knows for
 certain whether a run is still going, even one whose process id it died too
-early to save, and a recycled pid is never mistaken for the run (the pid and
-the process start time from ``/proc/<pid>/stat`` are checked too).  Locking
+early to save: a run goes on while its lock is held and no status is on file.
+A recycled pid is never mistaken for the run: before a kill, the process
+start time from ``/proc/<pid>/stat`` must be the one recorded.  Locking
 the directory itself rather than a file in it saves a file creation per run,
 about a millisecond on a busy disk.  "Killed with its driver" therefore
 means: the driver, the spawner and the command were killed (a power cut, a
@@ -130,7 +131,7 @@ class LocalExecutor(Executor):
         """Kill the process group of the run (SIGKILL)."""
         pid = handle.get("pid")
         mine = self._link is not None and pid in self._link.children
-        if pid is not None and (mine or self._alive(handle)):
+        if pid is not None and (mine or (self._alive(handle) and self._same_process(handle))):
             try:
                 os.killpg(pid, signals.SIGKILL)
             except ProcessLookupError:
@@ -171,16 +172,20 @@ class LocalExecutor(Executor):
             self._forget(pid)
 
     def _alive(self, handle: dict[str, Any]) -> bool:
-        """The run lock is held, and the process (if its pid is known) is the one started.
+        """The run goes on: its lock is held and its exit status is not on file yet.
 
-        A command that ended but that its spawner has not reaped yet (a
-        zombie) is alive: its status is not on file yet, and the spawner's
-        copy of the lock says so.
+        The lock alone decides, not the pid: between a command's end and the
+        recording of its status (a zombie, then a reaped pid) the spawner
+        still holds its copy of the lock; and once the status is on file, a
+        descendant of the command that kept the lock does not make the run
+        "running".  The pid is checked before a kill (:meth:`kill`).
         """
-        if not lock_held(handle["workdir"]):
-            return False
+        return lock_held(handle["workdir"]) and read_exit_status(handle["workdir"]) is None
+
+    def _same_process(self, handle: dict[str, Any]) -> bool:
+        """The pid of ``handle`` is still the process started (not recycled since)."""
         pid = handle.get("pid")
-        return pid is None or _spawner.start_time(pid) == handle.get("start")
+        return pid is not None and _spawner.start_time(pid) == handle.get("start")
 
     def _pidfd(self, pid: int | None) -> int | None:
         if pid is None:
