@@ -144,9 +144,15 @@ class Engine:
 
     # --- public API ------------------------------------------------------------
     def add(self, task: Task) -> None:
-        """Add ``task`` to the session (if needed) and drive it."""
+        """Add ``task`` to the session (if needed) and drive it.
+
+        A task new to the session is flushed before any command starts (also
+        under a group commit): no command runs for a task the session on
+        disk does not list.
+        """
         if task not in self.session:
             self.session.add(task, flush=False)
+            self._urgent = True
         self._track(task)
 
     def progress(self) -> None:

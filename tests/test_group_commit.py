@@ -13,13 +13,14 @@ import os
 import subprocess
 import sys
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from gc3session import Application, Session
 from gc3session.engine import Engine
 from gc3session.exceptions import InvalidValue
+from gc3session.executors.local import LocalExecutor
 
 CHILD = """
 import os, signal, sys, time
@@ -115,3 +116,30 @@ def test_driver_killed_inside_a_commit_window_then_rerun_runs_every_command_once
 def test_commit_interval_must_not_be_negative(session):
     with pytest.raises(InvalidValue):
         Engine(session, commit_interval=-1)
+
+
+class ListedExecutor(LocalExecutor):
+    """The local executor; before it starts a command, it notes whether the session on disk lists
+    the task (a read-only handle opened at that moment)."""
+
+    def __init__(self, session_path: str) -> None:
+        super().__init__()
+        self.session_path = session_path
+        self.listed: dict[str, bool] = {}
+
+    def submit(self, task: Any, workdir: str) -> dict[str, Any]:
+        with Session(self.session_path, mode="r", load=False) as other:
+            self.listed[task.jobname] = str(task.persistent_id) in other.list_ids()
+        return super().submit(task, workdir)
+
+
+def test_a_task_added_while_commits_are_grouped_is_listed_before_its_command_starts(session, tmp_path):
+    """Engine.add during a run: the session on disk lists the task before its command starts."""
+    session.add(audited(tmp_path, "first"))
+    executor = ListedExecutor(session.path)
+    engine = Engine(session, executor=executor, commit_interval=600)
+    engine.progress()
+    engine.add(audited(tmp_path, "added"))
+    assert engine.run_until_done(poll_interval=0.1)["ok"] == 2
+    engine.close()
+    assert executor.listed == {"first": True, "added": True}
