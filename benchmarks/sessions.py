@@ -115,7 +115,9 @@ def raw_ids_and_states(path: str) -> dict[str, str]:
     with open(os.path.join(path, "session_ids.txt"), "rb") as index:
         ids = index.read().decode("ascii").split()
     with open(os.path.join(path, "jobs", ".states"), "rb") as log:
-        states = dict(line.split(" ", 1) for line in log.read().decode("ascii").splitlines())
+        # "#<size>" opens a compacted log; the other lines are "<id> <state>"
+        states = dict(line.split(" ", 1) for line in log.read().decode("ascii").splitlines()
+                      if not line.startswith("#"))
     return {i: states.get(i, "") for i in ids}
 
 
