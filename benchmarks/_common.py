@@ -208,14 +208,44 @@ class Target:
     met: bool
 
 
+@dataclasses.dataclass
+class Row:
+    """One figure of a report, as :meth:`Report.row` printed it (for ``benchmarks/RESULTS.md``).
+
+    ``unit`` is ``"/s"`` (a rate: higher is better) or ``"s"`` / ``"ms"``
+    (a time: lower is better); ``ours``, ``anchor`` and ``peer`` are in
+    operations per second or in seconds accordingly.
+    """
+
+    operation: str
+    n: int | str
+    ours: float
+    unit: str
+    anchor: float | None = None
+    peer: float | None = None
+    peak_mib: float | None = None
+
+    def ratio(self, other: float | None) -> float | None:
+        """How many times better ours is than ``other`` (>1: ours is faster)."""
+        if other is None or not self.ours or not other:
+            return None
+        return self.ours / other if self.unit == "/s" else other / self.ours
+
+
 class Report:
-    """Rows of figures printed as they come, then the list of targets."""
+    """Rows of figures printed as they come, then the list of targets.
+
+    Every row and target is also kept (:attr:`rows`, :attr:`targets`), so
+    that ``python -m benchmarks`` can repeat a benchmark and tabulate the
+    median, minimum and maximum of each figure.
+    """
 
     HEADER = (f"{'operation':<50} {'N':>7} {'ours':>12} {'anchor':>12} {'ours/anc':>8}"
               f" {'GC3Pie':>12} {'ours/GC3':>8} {'peak MiB':>8}")
 
     def __init__(self, title: str) -> None:
         self.title = title
+        self.rows: list[Row] = []
         self.targets: list[Target] = []
         self.started = time.monotonic()
         print(f"{title}  ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},"
@@ -247,6 +277,7 @@ class Report:
                 return "-"
             return f"{(ours / other if unit == '/s' else other / ours):.2f}x"
 
+        self.rows.append(Row(operation, n, ours, unit, anchor, gc3pie, peak_mib))
         mem = "-" if peak_mib is None else f"{peak_mib:,.0f}"
         print(f"{operation:<50} {n!s:>7} {fmt(ours):>12} {fmt(anchor):>12} {ratio(anchor):>8}"
               f" {fmt(gc3pie):>12} {ratio(gc3pie):>8} {mem:>8}", flush=True)

@@ -43,6 +43,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
+from benchmarks._common import Report
 from gc3session import Task
 from gc3session.plainbox import (
     MemoryJobResult,
@@ -223,11 +224,8 @@ def measure_plainbox(python: str, workdir: str, data: bytes, jobs: int, repeat: 
             "save_size_ok": sizes_ok, **{f"own_{key}": value for key, value in own.items()}}
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:9.1f} ms"
-
-
-def main(argv: list[str] | None = None) -> int:
+def measure(argv: list[str] | None = None) -> Report:
+    """Run the benchmark with command-line arguments ``argv``; return its report (rows, targets)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 jobs, 3 repeats, PlainBox's own at 300")
     parser.add_argument("--jobs", type=int, help="jobs in the session (default 10,000)")
@@ -238,51 +236,61 @@ def main(argv: list[str] | None = None) -> int:
     jobs = args.jobs or (1_000 if args.quick else 10_000)
     repeat = args.repeat or (3 if args.quick else 5)
     pb_jobs = args.plainbox_jobs or (300 if args.quick else 2_000)
+    report = Report("gc3session checkpoints: the PlainBox adapter beside an atomic write, and PlainBox 0.38")
     workdir = tempfile.mkdtemp(prefix="gc3session-bench-plainbox-", dir=os.environ.get("TMPDIR"))
-    failed = False
     try:
         ours = measure_ours(workdir, jobs, repeat)
+        report.section(f"PlainBox-compatible checkpoint, {jobs:,} jobs with results (median of {repeat})")
+        report.note(f"session built in {ours['build_s']:.1f} s (not measured); checkpoint"
+                    f" {ours['bytes']:,} B")
+        report.row("checkpoint vs atomic write + suspend", jobs, ours["checkpoint_s"], "ms",
+                   ours["atomic_write_s"] + ours["suspend_s"])
+        report.row("checkpoint vs atomic write + bare JSON+gzip", jobs, ours["checkpoint_s"], "ms",
+                   ours["atomic_write_s"] + ours["serialize_s"])
+        report.row("suspend (the serialization) vs bare JSON+gzip", jobs, ours["suspend_s"], "ms",
+                   ours["serialize_s"])
+        report.row("save_checkpoint vs atomic write, same bytes", jobs, ours["save_s"], "ms",
+                   ours["atomic_write_s"])
+        report.row("resume (load_session)", jobs, ours["resume_s"], "ms")
         ratio = ours["checkpoint_s"] / (ours["atomic_write_s"] + ours["suspend_s"])
-        bare = ours["checkpoint_s"] / (ours["atomic_write_s"] + ours["serialize_s"])
-        print(f"\nPlainBox-compatible checkpoint, {jobs:,} jobs with results (median of {repeat})")
-        print(f"  session built in                  {ours['build_s']:9.1f} s  (not measured below)")
-        print(f"  checkpoint size                   {ours['bytes']:>9,} B")
-        print(f"  checkpoint (suspend + save)       {ms(ours['checkpoint_s'])}")
-        print(f"    suspend (the serialization)     {ms(ours['suspend_s'])}")
-        print(f"    save_checkpoint                 {ms(ours['save_s'])}")
-        print(f"  atomic write, same bytes          {ms(ours['atomic_write_s'])}")
-        verdict = "met" if ratio <= TARGET else "MISSED"
-        print(f"  checkpoint / (write + suspend)    {ratio:9.2f} x   target <= {TARGET} x: {verdict}")
-        print(f"  bare JSON + gzip, same content    {ms(ours['serialize_s'])}")
-        print(f"  checkpoint / (write + bare)       {bare:9.2f} x   (the format's lower bound)")
-        print(f"  large outputs (> {INLINE_IO_LOG_LIMIT} B) inlined   {ours['large_inlined']:>9} of "
-              f"{ours['large_logs']} (must be 0; small ones inlined: {ours['small_inlined']:,})")
-        print(f"  resume (load_session)             {ms(ours['resume_s'])}"
-              f"   results back: {'all' if ours['resume_ok'] else 'NOT ALL'}")
-        failed = ratio > TARGET or ours["large_inlined"] > 0 or not ours["resume_ok"]
+        report.target(f"checkpoint <= {TARGET}x (atomic write + suspend), {jobs:,} jobs",
+                      f"{ratio:.2f}x", ratio <= TARGET)
+        report.target(f"large outputs (> {INLINE_IO_LOG_LIMIT} B) never inlined",
+                      f"{ours['large_inlined']} of {ours['large_logs']} inlined"
+                      f" (small ones inlined: {ours['small_inlined']:,})", ours["large_inlined"] == 0)
+        report.target("resume gives every result back", "all" if ours["resume_ok"] else "NOT ALL",
+                      ours["resume_ok"])
         if not args.no_plainbox:
             try:
                 python = peer.plainbox_python()
             except peer.PeerUnavailable as err:
-                print(f"\nPlainBox {peer.PLAINBOX_VERSION} left out: {err}")
-                return int(failed)
+                report.note(f"PlainBox {peer.PLAINBOX_VERSION} left out: {err}")
+                return report
             theirs = measure_plainbox(python, workdir, ours["data"], pb_jobs, repeat)
             small = measure_ours(workdir, pb_jobs, repeat, large=False)
-            print(f"\nPlainBox {peer.PLAINBOX_VERSION}, same run")
-            print(f"  save_checkpoint, same bytes       {ms(theirs['save_s'])}   ours, alternating with it:"
-                  f" {theirs['our_save_s'] * 1000:.1f} ms ({theirs['our_save_s'] / theirs['save_s']:.2f} x)"
-                  f"{'' if theirs['save_size_ok'] else '   (its load read a different size!)'}")
-            print(f"  own sessions of {pb_jobs:,} jobs           PlainBox 0.38    gc3session")
-            print(f"    checkpoint size               {theirs['own_bytes']:>11,} B {small['bytes']:>11,} B")
-            print(f"    suspend                       {ms(theirs['own_suspend_s'])}"
-                  f"  {ms(small['suspend_s'])}")
-            print(f"    save_checkpoint               {ms(theirs['own_save_s'])}  {ms(small['save_s'])}")
-            print(f"    resume                        {ms(theirs['own_resume_s'])}  {ms(small['resume_s'])}"
-                  "   (PlainBox's: one run)")
-            failed = failed or not theirs["save_size_ok"]
+            report.section(f"PlainBox {peer.PLAINBOX_VERSION}, same run")
+            report.row("save_checkpoint, same bytes (alternating)", jobs, theirs["our_save_s"], "ms",
+                       gc3pie=theirs["save_s"])
+            report.row("own session: suspend", pb_jobs, small["suspend_s"], "ms",
+                       gc3pie=theirs["own_suspend_s"])
+            report.row("own session: save_checkpoint", pb_jobs, small["save_s"], "ms",
+                       gc3pie=theirs["own_save_s"])
+            report.row("own session: resume (PlainBox's: one run)", pb_jobs, small["resume_s"], "ms",
+                       gc3pie=theirs["own_resume_s"])
+            report.note(f"own sessions' checkpoint sizes: PlainBox {theirs['own_bytes']:,} B,"
+                        f" gc3session {small['bytes']:,} B")
+            report.target("PlainBox loads the bytes our save wrote", "same size" if theirs["save_size_ok"]
+                          else "a different size", theirs["save_size_ok"])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return int(failed)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status 1 if a target is missed (the checkpoint ratio, an inlined output, a resume)."""
+    report = measure(argv)
+    report.finish()
+    return int(not all(target.met for target in report.targets))
 
 
 if __name__ == "__main__":

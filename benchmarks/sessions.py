@@ -115,7 +115,9 @@ def raw_ids_and_states(path: str) -> dict[str, str]:
     with open(os.path.join(path, "session_ids.txt"), "rb") as index:
         ids = index.read().decode("ascii").split()
     with open(os.path.join(path, "jobs", ".states"), "rb") as log:
-        states = dict(line.split(" ", 1) for line in log.read().decode("ascii").splitlines())
+        # "#<size>" opens a compacted log; the other lines are "<id> <state>"
+        states = dict(line.split(" ", 1) for line in log.read().decode("ascii").splitlines()
+                      if not line.startswith("#"))
     return {i: states.get(i, "") for i in ids}
 
 
@@ -254,7 +256,16 @@ def gc3pie_adds(report: Report, scratch: str, sizes: tuple[int, int], sample: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _common.parse_args(__doc__.split("\n\n")[0], DEFAULT_SIZES, QUICK_SIZES, argv)
+    return measure(argv).finish()
+
+
+def measure(argv: list[str] | None = None) -> Report:
+    """Run the benchmark with command-line arguments ``argv``; return its report (rows, targets)."""
+    def extra(parser: Any) -> None:
+        parser.add_argument("--bulk-size", type=int, help=f"tasks of the bulk adds (default"
+                            f" {BULK_SIZE:,}; {QUICK_BULK_SIZE:,} with --quick)")
+
+    args = _common.parse_args(__doc__.split("\n\n")[0], DEFAULT_SIZES, QUICK_SIZES, argv, extra)
     sample = 30 if args.quick else 200
     report = Report("gc3session sessions: figures beside anchors measured in this run, and GC3Pie 2.6.8")
     report.note(f"task record {_common.record_size()} bytes; {sample} sampled adds per size;"
@@ -282,10 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         report.section(f"reopen and load the {sizes[-1]:,}-task session; save_all after changes")
         reopen_and_load(report, path, sizes[-1])
 
-        bulk_n = QUICK_BULK_SIZE if args.quick else BULK_SIZE
+        bulk_n = args.bulk_size or (QUICK_BULK_SIZE if args.quick else BULK_SIZE)
         report.section(f"bulk adds: {bulk_n:,} x add(flush=False), then one flush()")
         bulk_adds(report, scratch, bulk_n, gc3pie=not args.no_gc3pie)
-    return report.finish()
+    return report
 
 
 if __name__ == "__main__":

@@ -334,6 +334,11 @@ def judge(report: Report, results: dict[tuple[str, int, str], tuple[float, float
 
 
 def main(argv: list[str] | None = None) -> int:
+    return measure(argv).finish()
+
+
+def measure(argv: list[str] | None = None) -> Report:
+    """Run the benchmark with command-line arguments ``argv``; return its report (rows, targets)."""
     args = _common.parse_args(__doc__.split("\n\n")[0], DEFAULT_SIZES, QUICK_SIZES, argv)
     sample = 30 if args.quick else 200
     gc3_size = QUICK_SIZES[-1] if args.quick else GC3PIE_SIZE
@@ -354,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench_store(report, kind, n, min(sample, n // 6), pg,
                             gc3pie=not args.no_gc3pie and n == gc3_size, results=results)
     judge(report, results, args.sizes, gc3_size)
-    return report.finish()
+    return report
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ from .cliplumbing import (
     report_error,
     warn,
 )
-from .engine import Engine
+from .engine import GROUP_COMMIT_INTERVAL, Engine
 from .exceptions import Error, InvalidValue, LoadError
 from .newtasks import build_tasks, task_defaults
 from .persistence.url import StoreUrl
@@ -228,8 +228,10 @@ class SessionBasedScript:
                 print(f"{self.name}: running {len(redone)} failed task(s) again:"
                       f" {', '.join(item.id for item in redone)}", file=sys.stderr)
         try:
+            # group commit: the status table and the progress line report only what is on disk
             engine = Engine(session, executor=params.executor, max_in_flight=params.max_running,
-                            resume_policy=params.resume_policy)
+                            resume_policy=params.resume_policy,
+                            commit_interval=GROUP_COMMIT_INTERVAL)
         except InvalidValue as err:  # an unknown -x executor
             raise UsageError(str(err)) from err
         guard = _InterruptGuard()

@@ -11,6 +11,24 @@ a task always runs in ``<workdir>/<task id>.<n>``, made before the command
 starts, so a task saved NEW whose next run directory exists was started,
 and the next driver looks there before it starts it again.
 
+Group commit
+------------
+With ``commit_interval=SECONDS`` (what :class:`~gc3session.cmdline.SessionBasedScript`
+uses: :data:`GROUP_COMMIT_INTERVAL`) a pass keeps the starts and ends of
+commands it saw in memory, and one store batch commits every transition
+of the last SECONDS (or of :data:`GROUP_COMMIT_MAX` tasks) at once, as a
+database journal commits a group of transactions with one flush: one sync
+for hundreds of tasks instead of one per pass.  Nothing is reported before
+it is on disk: :meth:`Engine.counts` (the status table, the progress line,
+``run_until_done``'s result), the "terminated" log lines, :meth:`Engine.kill`
+and :meth:`Engine.close` commit first.  What a driver killed inside a
+window loses is found again from the run directories, as for a lost pass: a
+start not yet saved is a task saved NEW whose next run directory exists; an
+end not yet saved is a task saved RUNNING whose run left its exit status.
+The changes that the run directories cannot tell are committed before any
+command starts: nodes that joined a tree, runs found lost or adopted by the
+resume, tasks queued again.
+
 Trees may grow while they run: a sequence's ``next()`` may append children,
 and user code may add children to a collection between passes.  A node that
 joins a tree gets its id in the pass that sees it and is saved with its
@@ -79,6 +97,10 @@ RESUME_POLICIES = ("rerun", "report")
 SIGNAL_DATA_STAGING = 121
 #: Pseudo-signal of a run whose ``terminated()`` hook raised.
 SIGNAL_HOOK_FAILED = 123
+#: The group-commit window of scripts (seconds; module docstring, "Group commit").
+GROUP_COMMIT_INTERVAL = 0.5
+#: A group commit happens at the latest when this many top-level tasks changed.
+GROUP_COMMIT_MAX = 2000
 
 _ACTIVE = (State.SUBMITTED, State.RUNNING, State.TERMINATING)
 _SETTLED = (State.TERMINATED, State.UNKNOWN, State.STOPPED)
@@ -94,13 +116,18 @@ class Engine:
     :param workdir: base of the per-run working directories
         (default ``<session>/runs``).
     :param resume_policy: ``"rerun"`` or ``"report"`` (module docstring).
+    :param commit_interval: 0 (the default) saves the changes of every pass
+        before :meth:`progress` returns; a positive number of seconds
+        group-commits them (module docstring, "Group commit").
     """
 
     def __init__(self, session: Session, executor: "Executor | str | None" = None,
                  max_in_flight: int = 50, workdir: str | None = None,
-                 resume_policy: str = "rerun") -> None:
+                 resume_policy: str = "rerun", commit_interval: float = 0.0) -> None:
         if max_in_flight < 1:
             raise InvalidValue(f"max_in_flight must be at least 1, not {max_in_flight}")
+        if not commit_interval >= 0:
+            raise InvalidValue(f"commit_interval must be 0 or more seconds, not {commit_interval!r}")
         if resume_policy not in RESUME_POLICIES:
             raise InvalidValue(f"resume_policy must be one of {RESUME_POLICIES}, not {resume_policy!r}")
         self.session = session
@@ -108,6 +135,7 @@ class Engine:
         self.max_in_flight = max_in_flight
         self.workdir = workdir or os.path.join(session.path, "runs")
         self.resume_policy = resume_policy
+        self.commit_interval = commit_interval
         self._running: dict[int, Application] = {}
         self._root_of: dict[int, Task] = {}
         # roots never started, in session order, and roots started but not settled:
@@ -117,6 +145,9 @@ class Engine:
         self._active: list[Task] = []
         self._dirty: dict[int, Task] = {}
         self._collected: list[str] = []  # output files moved in this pass, not yet synced
+        self._dirty_since = 0.0  # when the oldest change not yet committed was made
+        self._urgent = False  # a change the run directories cannot tell: commit before starting
+        self._ended: list[Application] = []  # finished, logged once their state is committed
         self._resumed = False
         self._starter: concurrent.futures.ThreadPoolExecutor | None = None
         for task in session:
@@ -124,9 +155,15 @@ class Engine:
 
     # --- public API ------------------------------------------------------------
     def add(self, task: Task) -> None:
-        """Add ``task`` to the session (if needed) and drive it."""
+        """Add ``task`` to the session (if needed) and drive it.
+
+        A task new to the session is flushed before any command starts (also
+        under a group commit): no command runs for a task the session on
+        disk does not list.
+        """
         if task not in self.session:
             self.session.add(task, flush=False)
+            self._urgent = True
         self._track(task)
 
     def progress(self) -> None:
@@ -145,8 +182,9 @@ class Engine:
             root = self._pending.popleft()
             self._active.append(root)
             grown |= self._collect(root, starting)
-        if grown:
-            # a node that joined a tree is on disk, with its root, before any of its commands starts
+        if grown or (self._urgent and starting):
+            # a node that joined a tree is on disk, with its root, before any of its commands
+            # starts; so are the resume's findings, before a run number is taken again
             self._persist()
         self._start(starting)
         for root in list(self._active):
@@ -155,7 +193,15 @@ class Engine:
             self._join(root)  # children next() appended just now: saved below, started next pass
             if _settled(root):
                 self._active.remove(root)
-        self._persist()
+        if self._commit_due():
+            self._persist()
+
+    def _commit_due(self) -> bool:
+        """Whether the changes kept so far must be committed at the end of this pass."""
+        if not (self._dirty or self._collected):
+            return False
+        return (self.commit_interval <= 0 or self._urgent or len(self._dirty) >= GROUP_COMMIT_MAX
+                or time.monotonic() - self._dirty_since >= self.commit_interval or self.idle)
 
     @property
     def idle(self) -> bool:
@@ -170,6 +216,9 @@ class Engine:
             if task.requested_walltime:
                 deadline = task.execution.handle["submitted"] + task.requested_walltime
                 timeout = min(timeout, max(0.0, deadline - now) + 0.01)
+        if self._dirty and self.commit_interval > 0:  # the next pass commits in time
+            due = self._dirty_since + self.commit_interval - time.monotonic()
+            timeout = min(timeout, max(0.0, due))
         self.executor.wait([t.execution.handle for t in self._running.values()], timeout)
 
     def run_until_done(self, poll_interval: float = 1.0,
@@ -225,7 +274,12 @@ class Engine:
         self._persist()
 
     def counts(self) -> dict[str, int]:
-        """Top-level tasks by state, plus ``ok``, ``failed`` and ``total``."""
+        """Top-level tasks by state, plus ``ok``, ``failed`` and ``total``.
+
+        Changes kept for a group commit are committed first: what it reports is on disk.
+        """
+        if self._dirty or self._collected:
+            self._persist()
         result = {state.value: 0 for state in State}
         result.update(ok=0, failed=0, total=0)
         for task in self.session:
@@ -253,9 +307,13 @@ class Engine:
                 if leaf.execution.state == State.UNKNOWN:  # reported lost by an earlier driver
                     leaf.redo()
                     leaf.execution.info = "queued again after a lost run (resume policy: rerun)"
-                    self._mark(leaf)
+                    self._mark(leaf, urgent=True)
             if _update_collections(root):
                 self._mark(root)
+            if not isinstance(root, Application):
+                # a tree saved after a step ended but before next() was asked grows
+                # now: the new nodes get their ids before anything looks at their runs
+                self._join(root)
         if _settled(root):
             return
         if any(node.execution.state != State.NEW for node in _nodes(root)):
@@ -290,12 +348,16 @@ class Engine:
             root_of[id(node)] = root
             joined = True
         if joined:
-            self._mark(root)
+            self._mark(root, urgent=True)
         return joined
 
-    def _mark(self, task: Task) -> None:
+    def _mark(self, task: Task, urgent: bool = False) -> None:
+        """Keep ``task``'s top-level task for the next commit (``urgent``: before any start)."""
         root = self._root_of.get(id(task), task)
+        if not self._dirty:
+            self._dirty_since = time.monotonic()
         self._dirty[id(root)] = root
+        self._urgent |= urgent
 
     def _persist(self) -> None:
         if self._collected:
@@ -307,7 +369,11 @@ class Engine:
         if self._dirty:
             self.session.save_many(list(self._dirty.values()))
             self._dirty.clear()
+        self._urgent = False
         self.session.flush()
+        for task in self._ended:  # reported once on disk
+            log.info("%s: terminated with return code %s", task, task.execution.returncode)
+        self._ended.clear()
 
     # --- resume ----------------------------------------------------------------------
     def _resume(self) -> None:
@@ -353,7 +419,7 @@ class Engine:
         leaf.execution.handle = {"executor": self.executor.name, "workdir": workdir, "submitted": made}
         leaf.execution.state = State.SUBMITTED
         leaf.execution.info = "started by a driver that stopped before saving it"
-        self._mark(leaf)
+        self._mark(leaf, urgent=True)
         return True
 
     def _lost(self, leaf: Application, reason: str) -> None:
@@ -365,7 +431,7 @@ class Engine:
         if self.resume_policy == "rerun":
             leaf.redo()
             leaf.execution.info = "queued again after a lost run (resume policy: rerun)"
-        self._mark(leaf)
+        self._mark(leaf, urgent=True)
 
     # --- running ---------------------------------------------------------------------
     def _collect(self, root: Task, starting: list[Application]) -> bool:
@@ -490,7 +556,7 @@ class Engine:
             log.exception("%s: terminated() failed", task)
             execution.signal = SIGNAL_HOOK_FAILED
             execution.info = f"terminated() failed: {err!r}"
-        log.info("%s: terminated with return code %s", task, execution.returncode)
+        self._ended.append(task)
         self._mark(task)
         root = self._root_of.get(id(task), task)
         if root is not task and _update_collections(root):
@@ -665,4 +731,5 @@ def _collect_outputs(task: Application, workdir: str, collected: list[str]) -> l
     return missing
 
 
-__all__ = ["Engine", "RESUME_POLICIES", "SIGNAL_DATA_STAGING", "SIGNAL_HOOK_FAILED"]
+__all__ = ["Engine", "GROUP_COMMIT_INTERVAL", "GROUP_COMMIT_MAX", "RESUME_POLICIES",
+           "SIGNAL_DATA_STAGING", "SIGNAL_HOOK_FAILED"]

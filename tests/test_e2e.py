@@ -57,6 +57,17 @@ def kill_mid_run(tmp_path, started: int) -> None:
     assert driver.returncode == -signal.SIGKILL
 
 
+def spawner_of(pid: int) -> int | None:
+    """The local executor's spawner that started ``pid`` (its parent), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            parent = int(stream.read().rpartition(b")")[2].split()[1])
+        with open(f"/proc/{parent}/cmdline", "rb") as stream:
+            return parent if b"gc3session/executors/_spawner.py\0" in stream.read() else None
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
 def finish(tmp_path, *extra: str) -> tuple[int, str]:
     driver = sweep(tmp_path, *extra)
     out, err = driver.communicate(timeout=120)
@@ -96,9 +107,13 @@ def test_commands_killed_with_the_driver_are_reported_then_rerun(tmp_path):
             running[name] = pid
         else:
             running.pop(name, None)
+    # as a crash of the machine would: the spawner (which would record how the steps ended)
+    # first, then each step's process group
+    for spawner in {spawner_of(pid) for pid in running.values()} - {None}:
+        os.kill(spawner, signal.SIGKILL)
     for pid in running.values():
         try:
-            os.killpg(os.getpgid(pid), signal.SIGKILL)  # the step and its shell
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
         except ProcessLookupError:
             pass  # it ended meanwhile: the next run collects it instead
     status, output = finish(tmp_path, "--resume-policy", "report", "-l", "UNKNOWN")

@@ -59,6 +59,26 @@ def app(tmp_path, name: str, argv: list[str], **kwargs) -> Application:
     return Application(argv, jobname=name, output_dir=os.path.join(tmp_path, "out", name), **kwargs)
 
 
+def kill_with_its_spawner(pid: int) -> None:
+    """SIGKILL a command as a crash of the whole machine would: its spawner (the parent,
+    which would record the status) first, then the command's process group; wait until gone."""
+    with open(f"/proc/{pid}/stat", "rb") as stream:
+        parent = int(stream.read().rpartition(b")")[2].split()[1])
+    with open(f"/proc/{parent}/cmdline", "rb") as stream:
+        assert b"gc3session/executors/_spawner.py\0" in stream.read()
+    os.kill(parent, signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
+
+    def gone() -> bool:  # no process, or a zombie that its new parent has not reaped yet
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stream:
+                return stream.read().rpartition(b")")[2].split()[0] == b"Z"
+        except FileNotFoundError:
+            return True
+
+    wait_for(gone)
+
+
 def reopened_states(session: Session) -> dict[str, str]:
     with Session(session.path, mode="r") as other:
         return {str(t.persistent_id): t.execution.state.value for t in other}
@@ -327,8 +347,7 @@ def test_resume_policy_decides_about_a_lost_run(session, tmp_path, policy):
     first.progress()
     first.close()
     wait_for(lambda: os.path.exists(log))
-    os.killpg(task.execution.handle["pid"], signal.SIGKILL)
-    wait_for(lambda: os.waitpid(task.execution.handle["pid"], os.WNOHANG) != (0, 0))
+    kill_with_its_spawner(task.execution.handle["pid"])
     task.arguments = audited(log, "t")  # the second attempt must not sleep
     session.save(task)
     with Session(session.path) as again:

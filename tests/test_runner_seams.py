@@ -135,6 +135,27 @@ def test_children_that_next_appends_get_ids_and_are_saved_before_they_run(sessio
         assert saved.execution.state == State.TERMINATED and saved._current_task == 4
 
 
+def test_a_tree_saved_between_a_step_ending_and_next_grows_on_resume(session, base):
+    """The saved tree has its step TERMINATED but ``next()`` not yet asked (a driver killed
+    between the two): the next driver asks it, gives the new step an id and runs it."""
+    grow = Grow(base, 2, jobname="grow")
+    session.add(grow)
+    (first,) = grow.tasks
+    first.execution.state = State.TERMINATED
+    first.execution.returncode = 0
+    grow.execution.state = State.RUNNING
+    session.save(grow)
+    engine = Engine(session, executor=WitnessExecutor(session.path))
+    counts = drive(engine)
+    engine.close()
+    assert (counts["ok"], counts["total"]) == (1, 1)
+    assert audit_lines(base) == ["step1"]
+    with Session(session.path, mode="r") as other:
+        (saved,) = list(other)
+        assert [c.jobname for c in saved.tasks] == ["step0", "step1"]
+        assert len({str(c.persistent_id) for c in saved.tasks}) == 2
+
+
 def test_children_added_to_a_running_collection_between_passes_are_saved_before_they_run(
         session, base):
     """User code adds children to a running parallel collection and to a sequence between passes."""

@@ -6,11 +6,11 @@ working directory, calls :meth:`Executor.submit`, and keeps what it returns
 (a JSON-able *handle*: process id, future key, ...) in the task, so that a
 restarted driver can :meth:`Executor.reattach` to runs it did not start.
 
-It also holds what every executor that runs commands under ``/bin/sh``
-shares, so that all of them leave the same traces in a run's working
-directory: the exit-status file, the shell scripts that write it and apply
-the memory limit, and the readers of those traces (the status, and whether
-a run's ``flock`` is still held by a process of the run).
+It also holds what the executors share, so that all of them leave the same
+traces in a run's working directory: the exit-status file, the shell
+scripts that write it (Dask) and apply the memory limit, and the readers of
+those traces (the status, and whether a run's ``flock`` is still held by a
+process of the run).
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ RUN_SCRIPT = f'"$@"; rc=$?; printf "%d\\n" "$rc" > {EXIT_FILE}; exit "$rc"'
 #: that cannot be set fails the run (126), it never runs unbounded.
 LIMITED_RUN_SCRIPT = (f'ulimit -v "$GC3SESSION_MEMORY_KIB" || {{ printf "126\\n" > {EXIT_FILE};'
                       f' exit 126; }}; {RUN_SCRIPT}')
+
+#: ``/bin/sh -c`` script: the address-space limit of ``$GC3SESSION_MEMORY_KIB``,
+#: then ``exec "$@"``; for a parent that records the status itself (the local
+#: executor's spawner).  A limit that cannot be set fails the run (126).
+LIMIT_EXEC_SCRIPT = 'ulimit -v "$GC3SESSION_MEMORY_KIB" || exit 126; exec "$@"'
 
 
 @dataclass(frozen=True)
