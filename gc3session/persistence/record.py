@@ -158,6 +158,12 @@ def summary_dicts(entries: list[tuple[str, str | None, bytes]]) -> list[dict[str
 
 
 _SUMMARY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
+# The C encoder behind _SUMMARY_ENCODER, made once: JSONEncoder.encode builds
+# a new one on every call, which costs as much as the encoding of a summary.
+# (No check for circular references: a summary holds numbers, strings and a
+# list of strings.)
+_c_encode = (None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
+    None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True))
 
 
 def encode_summary(summary: dict[str, Any]) -> bytes:
@@ -165,14 +171,19 @@ def encode_summary(summary: dict[str, Any]) -> bytes:
 
     Keys whose value is None are left out (readers take a missing key as None).
     """
-    return _SUMMARY_ENCODER.encode({key: value for key, value in summary.items()
-                                    if value is not None}).encode("ascii")
+    present = {key: value for key, value in summary.items() if value is not None}
+    if _c_encode is None:
+        return _SUMMARY_ENCODER.encode(present).encode("ascii")
+    return "".join(_c_encode(present, 0)).encode("ascii")
+
+
+_HEADER_PREFIX = b"%s %d %s " % (MAGIC, FORMAT_VERSION, SERIALIZER.encode())
 
 
 def header_line(cls: type, state: str | None, summary: bytes = b"{}") -> bytes:
     """The header line (newline included) of a record of class ``cls`` in ``state``."""
-    return b" ".join([MAGIC, str(FORMAT_VERSION).encode(), SERIALIZER.encode(),
-                      class_path(cls).encode(), (state or NO_STATE).encode(), summary]) + b"\n"
+    return b"%s%s %s %s\n" % (_HEADER_PREFIX, class_path(cls).encode(),
+                              (state or NO_STATE).encode(), summary)
 
 
 @dataclass(frozen=True)
