@@ -220,6 +220,11 @@ class SqlStore(RecordStore):
     # --- primitives --------------------------------------------------------------
     def location(self, pid: str) -> str:
         """``table <name> in <url>`` (password hidden), for messages."""
+        return self._location
+
+    @functools.cached_property
+    def _location(self) -> str:
+        # rendered once: every statement passes it to the retry loop, for its error messages
         return f"table {self.table_name} in {self.url.without_fragment()}"
 
     def _allocate_ids(self, n: int) -> int:

@@ -121,7 +121,9 @@ class RawSql:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                with self._transaction(conn, transaction, write) as cursor:
+                if not transaction:
+                    return work(self._local.cursor)
+                with self._transaction(write) as cursor:
                     return work(cursor)
             except Exception:
                 if attempt == 1 and _broken(conn):
@@ -131,25 +133,20 @@ class RawSql:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     @contextlib.contextmanager
-    def _transaction(self, conn: Any, transaction: bool, write: bool) -> Iterator[Any]:
-        cursor = conn.cursor()
+    def _transaction(self, write: bool) -> Iterator[Any]:
+        cursor = self._local.cursor
+        cursor.execute(self._begin if write else "BEGIN")
         try:
-            if not transaction:
-                yield cursor
-                return
-            cursor.execute(self._begin if write else "BEGIN")
-            try:
-                yield cursor
-            except BaseException:
-                with contextlib.suppress(Exception):  # the error that got us here is the one to raise
-                    cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-        finally:
-            with contextlib.suppress(Exception):
-                cursor.close()
+            yield cursor
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error that got us here is the one to raise
+                cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
 
     def _connection(self) -> Any:
+        """This thread's connection; its one cursor (reused: making one costs more than a
+        point read) is ``self._local.cursor``."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             fairy = self._engine().raw_connection()
@@ -159,6 +156,7 @@ class RawSql:
                 conn.autocommit = True  # SQLite's already is (isolation_level None)
             with self._lock:
                 self._connections.append(conn)
+            self._local.cursor = conn.cursor()
             self._local.conn = conn
         return conn
 
@@ -167,7 +165,7 @@ class RawSql:
             if conn in self._connections:
                 self._connections.remove(conn)
         if getattr(self._local, "conn", None) is conn:
-            self._local.conn = None
+            self._local.conn = self._local.cursor = None
         with contextlib.suppress(Exception):
             conn.close()
 

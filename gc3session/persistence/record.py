@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .idfactory import Id
 
@@ -186,9 +186,12 @@ def header_line(cls: type, state: str | None, summary: bytes = b"{}") -> bytes:
                               (state or NO_STATE).encode(), summary)
 
 
-@dataclass(frozen=True)
-class Header:
-    """The parsed header line of a record (``summary_json``: the raw JSON, ``b"{}"`` in version 1)."""
+class Header(NamedTuple):
+    """The parsed header line of a record (``summary_json``: the raw JSON, ``b"{}"`` in version 1).
+
+    A named tuple: every load parses a header, and a tuple is made at a
+    fraction of the cost of a frozen dataclass.
+    """
 
     version: int
     serializer: str
@@ -201,6 +204,9 @@ class Header:
     def summary(self) -> dict[str, Any]:
         """The record's summary: ``class``, ``state`` and the keys of :func:`task_summary`."""
         return summary_dict(self.cls, self.state, self.summary_json)
+
+
+_CURRENT = (str(FORMAT_VERSION).encode(), SERIALIZER.encode())
 
 
 def parse_header(data: bytes) -> Header:
@@ -216,19 +222,22 @@ def parse_header(data: bytes) -> Header:
     if len(fields) not in (5, 6) or fields[0] != MAGIC:
         raise ValueError("not a gc3session record header")
     try:
-        version = int(fields[1])
-        text = [f.decode("ascii") for f in fields[2:5]]
+        if len(fields) == 6 and (fields[1], fields[2]) == _CURRENT:
+            # the header of every record written by this version: no number to parse
+            version, serializer = FORMAT_VERSION, SERIALIZER
+        else:
+            version, serializer = int(fields[1]), fields[2].decode("ascii")
+        cls, state = fields[3].decode("ascii"), fields[4].decode("ascii")
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"malformed record header: {err}") from err
     if version not in (1, FORMAT_VERSION) or len(fields) != (5 if version == 1 else 6):
         raise ValueError(f"unsupported record format version {fields[1][:20]!r}")
-    if text[0] != SERIALIZER:
-        raise ValueError(f"unknown serializer {text[0]!r}")
+    if serializer != SERIALIZER:
+        raise ValueError(f"unknown serializer {serializer!r}")
     summary = fields[5] if version == 2 else b"{}"
-    if not summary.startswith(b"{") or not summary.isascii():
+    if summary[:1] != b"{" or not summary.isascii():
         raise ValueError("malformed record header: the summary is not a JSON object")
-    return Header(version, text[0], text[1], None if text[2] == NO_STATE else text[2], end + 1,
-                  summary)
+    return Header(version, serializer, cls, None if state == NO_STATE else state, end + 1, summary)
 
 
 __all__ = ["FORMAT_VERSION", "Header", "MAGIC", "MAX_HEADER", "NO_STATE", "PICKLE_PROTOCOL",
