@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from typing import Any, ContextManager
 
 from gc3session import fsio, locking
@@ -125,9 +126,14 @@ class FilesystemStore(RecordStore):
             raise StoreWriteError(f"store path {self.directory} exists and is not a directory",
                                   path=self.directory, step="mkdir", errno=errno.EEXIST) from err
 
-    def _locked(self) -> ContextManager[int]:
-        """Hold the store's lock (``.lock``, an ``flock`` that dies with the process)."""
-        self._ensure_directory()
+    def _locked(self, ensure: bool = True) -> ContextManager[int]:
+        """Hold the store's lock (``.lock``, an ``flock`` that dies with the process).
+
+        :param ensure: create the store directory first if it is missing
+            (False: the caller just did).
+        """
+        if ensure:
+            self._ensure_directory()
         return locking.flocked(os.path.join(self.directory, LOCK_FILE))
 
     # --- primitives ----------------------------------------------------------
@@ -175,16 +181,15 @@ class FilesystemStore(RecordStore):
         group_sync = self.durable and len(records) >= GROUP_SYNC_MIN
         pending: list[tuple[str, str]] = []
         try:
+            checked: set[str] = set()
             for record in records:
-                target = self.location(record.id)
-                shard = os.path.dirname(target)
-                if os.path.islink(shard):
-                    raise StoreWriteError(f"refusing to write {record.id}: shard {shard} is a"
-                                          " symlink", id=record.id, path=shard, step="create")
-                if not os.path.isdir(shard):
-                    fsio.make_dirs(shard, durable=self.durable)
+                shard = self._shard(record.id)
+                if shard not in checked:
+                    self._check_shard(shard, record.id)
+                    checked.add(shard)
                 pending.append((fsio.write_tmp(shard, record.id, record.data,
-                                               durable=self.durable and not group_sync), target))
+                                               durable=self.durable and not group_sync),
+                                f"{shard}/{record.id}"))
             if group_sync and not fsio.sync_filesystem(self.directory):
                 for tmp, _ in pending:
                     fsio.fsync_file(tmp)
@@ -192,7 +197,7 @@ class FilesystemStore(RecordStore):
             for tmp, _ in pending:
                 fsio.discard(tmp)
             raise
-        with self._locked():
+        with self._locked(ensure=False):
             committed: list[Record] = []
             try:
                 self._log.append((r.id, WRITING) for r in records)
@@ -210,6 +215,19 @@ class FilesystemStore(RecordStore):
                 self._log.append((r.id, r.state) for r in committed)
         if self.durable:
             self._sync_shards({os.path.dirname(t) for _, t in pending})
+
+    def _check_shard(self, shard: str, pid: str) -> None:
+        """Make sure ``shard`` is a directory, not a symlink (one ``lstat``); create it if missing."""
+        try:
+            mode = os.lstat(shard).st_mode
+        except FileNotFoundError:
+            fsio.make_dirs(shard, durable=self.durable)
+            return
+        if stat.S_ISLNK(mode):
+            raise StoreWriteError(f"refusing to write {pid}: shard {shard} is a symlink",
+                                  id=pid, path=shard, step="create")
+        if not stat.S_ISDIR(mode):
+            fsio.make_dirs(shard, durable=self.durable)  # raises, naming what is there
 
     def _read(self, pid: str) -> bytes:
         path = self.location(pid)

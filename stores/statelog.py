@@ -84,6 +84,8 @@ class _Log:
         self.durable = durable
         self._next_id = next_id
         self._compact_at = -1
+        #: ``(inode, size)`` where this handle's last append left the log (ending a line)
+        self._end: tuple[int, int] | None = None
 
     def _read(self) -> bytes | None:
         """The complete lines of the log (a torn last line left out); None if there is none."""
@@ -101,13 +103,16 @@ class _Log:
 
         The log is a cache, never fsynced on its own: an unterminated last
         line (a torn append) is cut off first, so new lines never glue onto it.
+        (Its tail is not read when the log is as this handle's last append left
+        it: the same file, grown by nobody since.)
         """
         if not lines:
             return
-        fsio.append(self.path, lines, durable=False, cut_tail=lambda _tail: True)
+        self._end = fsio.append(self.path, lines, durable=False, cut_tail=_any_tail,
+                                clean_end=self._end)
         if self._compact_at < 0:
             self._compact_at = 2 * _compaction_header(_read_head(self.path))[0] + COMPACT_MIN_BYTES
-        if os.stat(self.path).st_size > self._compact_at:
+        if self._end[1] > self._compact_at:
             self._compact()
 
     def _compact(self) -> None:
@@ -124,6 +129,7 @@ class _Log:
                       + [_compaction_header(_read_head(self.path))[1], (self._next_id() or 1) - 1])
         fsio.atomic_write(self.path, b"#%d %d\n" % (len(body), highest) + body, durable=self.durable)
         self._compact_at = 2 * len(body) + COMPACT_MIN_BYTES
+        self._end = None
 
 
 class StateLog(_Log):
@@ -242,6 +248,11 @@ class SummaryLog(_Log):
 
     def _compact(self) -> None:
         self.rewrite(self.fold())
+
+
+def _any_tail(_tail: bytes) -> bool:
+    """Every unterminated last line of a log is the remains of an interrupted append."""
+    return True
 
 
 def _state_lines(pairs: Iterable[tuple[str, str | None]]) -> bytes:
