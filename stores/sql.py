@@ -340,7 +340,7 @@ class SqlStore(RecordStore):
         raw = self._raw
         if raw is not None:
             def read() -> Any:
-                return raw.run(lambda cursor: cursor.execute(raw.read_one, (pid,)).fetchone())
+                return raw.fetch_one(pid)
         else:
             table = self._tables
 
@@ -349,7 +349,10 @@ class SqlStore(RecordStore):
                     return conn.execute(sa.select(table.c.data).where(table.c.id == pid)).first()
 
         try:
-            row = self._retry(read, step="read")
+            try:
+                row = read()  # once as it is: the retry loop costs more than a point read
+            except self._db_errors():
+                row = self._retry(read, step="read")  # again while transient; else raised again
         except self._db_errors() as err:
             raise LoadError(f"cannot read {pid} from {self.location(pid)}: {err}",
                             id=pid, location=self.location(pid), cause=str(err)) from err

@@ -84,6 +84,16 @@ class RawSql:
 
         return self.run(read, transaction=len(chunks) > 1, write=False)
 
+    def fetch_one(self, pid: str) -> tuple[Any, ...] | None:
+        """The ``data`` of the row ``pid`` (as a 1-tuple), or None: one statement."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is not None:
+            try:
+                return cursor.execute(self.read_one, (pid,)).fetchone()  # type: ignore[no-any-return]
+            except Exception:  # run() says what is wrong, and replaces a broken connection
+                pass
+        return self.run(lambda cursor: cursor.execute(self.read_one, (pid,)).fetchone())
+
     def delete(self, ids: list[str]) -> None:
         """Delete the rows of ``ids``, as one transaction."""
         chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)]
