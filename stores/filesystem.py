@@ -330,13 +330,15 @@ class FilesystemStore(RecordStore):
         states, unsure = found
         logged = self._summary_log.fold()
         wanted = list(states) if pids is None else [pid for pid in pids if pid in states]
-        missing = set(unsure)
-        known = [pid for pid in wanted if pid in logged and pid not in missing]
-        result = dict(zip(known, summary_dicts([(*logged[pid][:1], states[pid], logged[pid][1])
-                                                for pid in known])))
-        rest = [pid for pid in wanted if pid not in result]
-        if rest:
-            result.update(super()._summaries(rest))
+        if not unsure and all(map(logged.__contains__, wanted)):
+            known = wanted  # the usual case, checked in C
+        else:
+            missing = set(unsure)
+            known = [pid for pid in wanted if pid in logged and pid not in missing]
+        result = dict(zip(known, summary_dicts([(entry[0], states[pid], entry[1]) for pid, entry
+                                                in zip(known, map(logged.__getitem__, known))])))
+        if len(result) < len(wanted):
+            result.update(super()._summaries([pid for pid in wanted if pid not in result]))
         return result
 
     def _record_state(self, pid: str) -> str | None:

@@ -63,6 +63,8 @@ _LOGGED_ID = re.compile(rf"^({ID_PATTERN}) ".encode(), re.MULTILINE)
 #: A line of the summary log: id, then class and summary, or "!".
 _SUMMARY_LINE = re.compile(rf"^({ID_PATTERN}) (?:(!)|([!-~]+) (\{{[^\n]*))$".encode(),
                            re.MULTILINE)
+#: A line of the summary log that says a record was removed.
+_REMOVED_LINE = re.compile(rf"^{ID_PATTERN} !$".encode(), re.MULTILINE)
 _HEADER = re.compile(rb"#([0-9]{1,18})(?: ([0-9]{1,19}))?\n")
 
 #: ``state_of(id)`` reads the state of a record's header; raises
@@ -231,9 +233,16 @@ class SummaryLog(_Log):
 
     def fold(self) -> dict[str, Summary]:
         """``{id: (class, summary JSON)}`` of every record the log names (empty if there is none)."""
-        body = self._read()
+        body = self._read() or b""
+        lines = _SUMMARY_LINE.findall(body)
+        if lines and (b" !\n" not in body or _REMOVED_LINE.search(body) is None):
+            # Nothing removed: the last line of each id wins, as dict() makes it, and the
+            # ids and classes are decoded all at once (newlines cannot occur in them).
+            pids, _, classes, summaries = zip(*lines)
+            return dict(zip(b"\n".join(pids).decode("ascii").split("\n"),
+                            zip(b"\n".join(classes).decode("ascii").split("\n"), summaries)))
         folded: dict[str, Summary] = {}
-        for pid, removed, cls, summary in _SUMMARY_LINE.findall(body or b""):
+        for pid, removed, cls, summary in lines:
             if removed:
                 folded.pop(pid.decode("ascii"), None)
             else:
