@@ -103,7 +103,8 @@ class SqlStore(RecordStore):
         self._meta_name = self.table_name.lower() if self.is_sqlite else self.table_name
         self._create = create and not readonly
         self._engine_obj: Engine | None = None
-        self._raw_obj: RawSql | None | bool = None  # False: this database has no raw path
+        self._raw_obj: RawSql | None = None
+        self._raw_checked = False  # whether _raw_obj was decided (None: this database has no raw path)
         self._upsert_stmt: Any = None
         self._table_obj: sa.Table | None = None
         self._meta_obj: sa.Table | None = None
@@ -177,13 +178,14 @@ class SqlStore(RecordStore):
     def _raw(self) -> RawSql | None:
         """The driver-level statements (:mod:`gc3session.stores.sqlraw`), or None where they
         are not used (other dialects, SQLite in memory): SQLAlchemy then runs everything."""
-        if self._raw_obj is None:
+        if not self._raw_checked:
             engine = self._engine
             memory = self.is_sqlite and self.url.path in ("", MEMORY)
-            self._raw_obj = False if memory or engine.dialect.name not in ("sqlite", "postgresql") \
-                else RawSql(lambda: self._engine, engine.dialect.name,
-                            engine.dialect.identifier_preparer.quote(self.table_name))
-        return self._raw_obj or None
+            if not memory and engine.dialect.name in ("sqlite", "postgresql"):
+                self._raw_obj = RawSql(lambda: self._engine, engine.dialect.name,
+                                       engine.dialect.identifier_preparer.quote(self.table_name))
+            self._raw_checked = True
+        return self._raw_obj
 
     def _db_errors(self) -> tuple[type[Exception], ...]:
         """What a failed statement raises: SQLAlchemy's errors, and the driver's own."""
@@ -439,7 +441,7 @@ class SqlStore(RecordStore):
     def post_fork(self) -> None:
         """In the child: forget inherited connections and the parent's id block."""
         super().post_fork()
-        if isinstance(self._raw_obj, RawSql):
+        if self._raw_obj is not None:
             self._raw_obj.forget()
         if self._engine_obj is not None:
             self._engine_obj.dispose(close=False)
@@ -447,7 +449,7 @@ class SqlStore(RecordStore):
 
     def close(self) -> None:
         """Close every connection: the pooled ones and the driver-level ones of every thread."""
-        if isinstance(self._raw_obj, RawSql):
+        if self._raw_obj is not None:
             self._raw_obj.close()
         if self._engine_obj is not None:
             self._engine_obj.dispose()

@@ -179,7 +179,7 @@ class RawSql:
     def _connection(self) -> Any:
         """This thread's connection; its one cursor (reused: making one costs more than a
         point read) is ``self._local.cursor``."""
-        conn = getattr(self._local, "conn", None)
+        conn: Any = getattr(self._local, "conn", None)
         if conn is None:
             fairy = self._engine().raw_connection()
             fairy.detach()  # ours alone from now on: never handed to another user of the pool

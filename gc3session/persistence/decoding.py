@@ -83,7 +83,8 @@ class Decoder:
         stream.seek(offset)
         if fast:
             unpickler = pickle.Unpickler(stream)
-            unpickler.persistent_load = lambda ref: _follow_reference(self, ref)
+            unpickler.persistent_load = (  # type: ignore[method-assign]
+                lambda ref: _follow_reference(self, ref))
         else:
             unpickler = self._unpickler(stream)
         try:

@@ -162,8 +162,9 @@ _SUMMARY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, de
 # a new one on every call, which costs as much as the encoding of a summary.
 # (No check for circular references: a summary holds numbers, strings and a
 # list of strings.)
-_c_encode = (None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
-    None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True))
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # None without the C accelerator
+_c_encode = None if _c_make_encoder is None else _c_make_encoder(
+    None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
 
 
 def encode_summary(summary: dict[str, Any]) -> bytes:
