@@ -230,9 +230,10 @@ class FilesystemStore(RecordStore):
             fsio.make_dirs(shard, durable=self.durable)  # raises, naming what is there
 
     def _read(self, pid: str) -> bytes:
-        path = self.location(pid)
+        shard = self._shard(pid)
+        path = f"{shard}/{pid}"
         try:
-            if os.path.islink(os.path.dirname(path)):
+            if stat.S_ISLNK(os.lstat(shard).st_mode):
                 raise OSError(errno.ELOOP, "shard directory is a symlink", path)
             return fsio.read_bytes(path)
         except FileNotFoundError as err:
