@@ -120,11 +120,13 @@ def list_table(rows: list[tuple[int, str, dict[str, Any]]]) -> str:
     Children are indented two spaces per level under their parent.
     """
     cells = [("JobID", "Job name", "State", "Exit", "Changed", "Info")]
+    append = cells.append
     for depth, pid, summary in rows:
-        cells.append(("  " * depth + pid, summary.get("jobname") or "", summary.get("state") or "",
-                      exit_text(summary.get("exitcode"), summary.get("signal")),
-                      iso(summary.get("changed")) or "",
-                      " ".join((summary.get("info") or "").split())))
+        get = summary.get
+        exitcode, signal, info = get("exitcode"), get("signal"), get("info")
+        append(("  " * depth + pid if depth else pid, get("jobname") or "", get("state") or "",
+                "" if exitcode is None and not signal else exit_text(exitcode, signal),
+                iso(get("changed")) or "", " ".join(info.split()) if info else ""))
     widths = [max(map(len, column)) for column in zip(*cells)]
     line = " | ".join(f"{{:<{width}}}" for width in widths).format  # one call per row
     lines = [line(*row).rstrip() for row in cells]
