@@ -6,9 +6,11 @@ virtualenv of its own, created once under ``$GC3SESSION_BENCH_CACHE`` (default
 packages its session and persistence layers import.
 
 This file is both sides: :func:`run` (stdlib only) starts the virtualenv's
-Python on this same file, passes the jobs as JSON on stdin and reads the
-results as JSON from stdout; run as a script, it is the worker that times
-GC3Pie's operations.  The worker builds its tasks from
+Python on this same module (``-m benchmarks._gc3pie``: run as a file, its
+directory would come first on ``sys.path``, and ``benchmarks/inspect.py``
+would shadow the standard ``inspect`` that GC3Pie's imports need), passes
+the jobs as JSON on stdin and reads the results as JSON from stdout; run as
+the main module, it is the worker that times GC3Pie's operations.  The worker builds its tasks from
 :func:`benchmarks._common.task_fields`, the data gc3session's side pickles.
 """
 
@@ -55,7 +57,7 @@ def run(jobs: list[dict[str, Any]], timeout: float = 1800) -> list[dict[str, Any
     with tempfile.TemporaryDirectory(prefix="gc3session-bench-gc3pie-id-") as iddir:
         env = dict(os.environ, GC3PIE_ID_FILE=os.path.join(iddir, "next_id.txt"),
                    PYTHONPATH=ROOT, PYTHONDONTWRITEBYTECODE="1")
-        result = subprocess.run([python, os.path.abspath(__file__)], input=json.dumps(jobs),
+        result = subprocess.run([python, "-m", "benchmarks._gc3pie"], input=json.dumps(jobs),
                                 capture_output=True, text=True, env=env, timeout=timeout, cwd=iddir)
     if result.returncode != 0:
         raise RuntimeError(f"GC3Pie worker failed:\n{result.stderr[-4000:]}")

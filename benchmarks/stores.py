@@ -280,6 +280,10 @@ def bench_store(report: Report, kind: str, n: int, sample: int, pg: PgCluster | 
         for durable in (True, False):
             label = "durable" if durable else "durable=False"
             store = make_store(url, durable=durable)
+            # opened before the clock starts, as the anchor's connection is: the first call
+            # makes the engine and checks the schema, and its mean over 200 calls would
+            # count that (tens of ms on a busy machine) as every operation's
+            store.read_record(ids[-1])
             raw.set_durable(durable)
             base = 0 if durable else 3 * sample
             load_ids = picked[base:base + sample]
@@ -317,20 +321,63 @@ def bench_store(report: Report, kind: str, n: int, sample: int, pg: PgCluster | 
 
 def judge(report: Report, results: dict[tuple[str, int, str], tuple[float, float]],
           sizes: list[int], gc3_size: int) -> None:
-    """Turn the figures into the list of targets."""
+    """Turn the figures into the list of targets (issue 15's table)."""
+    gc3_targets = {("filesystem", "save"): 3, ("filesystem", "replace"): 3,
+                   ("filesystem", "remove"): 3, ("filesystem", "bulk"): 5, ("sqlite", "bulk"): 50,
+                   **{("postgresql", op): 3 for op in ("save", "load", "replace", "remove")},
+                   **{("sqlite", op): 3 for op in ("save", "load", "replace", "remove")}}
     for (kind, n, what), (ours, other) in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         ratio = ours / other
         if kind == "filesystem" and what == "save durable":
-            report.target(f"filesystem single save >= 0.7x anchor, N={n:,}", f"{ratio:.2f}x", ratio >= 0.7)
+            report.target(f"filesystem single save >= 0.8x atomic-write anchor, N={n:,}",
+                          f"{ratio:.2f}x", ratio >= 0.8)
         elif kind != "filesystem" and what == "bulk":
-            report.target(f"{kind} bulk save_many >= 0.5x anchor, N={n:,}", f"{ratio:.2f}x", ratio >= 0.5)
-        elif what == "load durable":
-            report.target(f"{kind} load <= 2x anchor point read, N={n:,}",
-                          f"{other / ours:.2f}x the anchor's time", ratio >= 0.5)
-        elif what.endswith("gc3") and n == gc3_size:
+            report.target(f"{kind} bulk save_many >= 0.6x raw executemany, N={n:,}",
+                          f"{ratio:.2f}x", ratio >= 0.6)
+        elif what == "load, vs read + unpickle durable":
+            report.target(f"{kind} load <= 1.5x raw point read + unpickling, N={n:,}",
+                          f"{other / ours:.2f}x the anchor's time", other / ours <= 1.5)
+        elif what.endswith("gc3") and n == gc3_size and (kind, what.split()[0]) in gc3_targets:
             op = what.split()[0]
-            report.target(f"{kind} {op} (durable=False{', vs its save loop' if op == 'bulk' else ''})"
-                          f" >= 3x GC3Pie, N={n:,}", f"{ratio:.2f}x", ratio >= 3)
+            need = gc3_targets[kind, op]
+            how = "durable, vs its save loop" if op == "bulk" else "durable=False"
+            report.target(f"{kind} {op} ({how}) >= {need}x GC3Pie, N={n:,}", f"{ratio:.2f}x",
+                          ratio >= need)
+
+
+def encoding(report: Report, n: int) -> None:
+    """Per-record cost of the encoding every store shares, step by step, beside ``pickle.dumps``.
+
+    ``encode()`` (what a save runs before any I/O) against pickling the
+    same task with ``pickle.dumps`` alone, taking turns; then its steps
+    alone: the payload's pickling, the summary, the state and the header.
+    """
+    from gc3session.persistence.idfactory import Id
+    from gc3session.persistence.record import encode_summary, header_line, task_state, task_summary
+    from gc3session.persistence.serialization import _fast_payload, encode
+
+    tasks = [make_task(i) for i in range(n)]
+    for seqno, task in enumerate(tasks, 1):
+        task.persistent_id = Id("Task", seqno)
+    reduced = [task.__reduce_ex__(4) for task in tasks]
+    ours, anchor = time_interleaved((lambda t: encode(t, lambda _obj: None), tasks),
+                                    (lambda t: pickle.dumps(t, 4), tasks))
+    report.section(f"encoding {n:,} tasks: encode() beside pickle.dumps of the same task")
+    report.row("encode(): pickle, summary, state, header", n, 1 / per_op(ours), "/s",
+               1 / per_op(anchor))
+    steps = {
+        "  its pickling of the payload (two pickles)":
+            (lambda r: _fast_payload(r[1][1:], (r[2], None, None)), reduced),
+        "  its summary (task_summary + encode_summary)":
+            (lambda t: encode_summary(task_summary(t, "NEW")), tasks),
+        "  its state (task_state)": (task_state, tasks),
+        "  its header line": (lambda t: header_line(type(t), "NEW", b"{}"), tasks),
+    }
+    for label, (step, items) in steps.items():
+        report.row(label, n, 1 / per_op(time_interleaved((step, items))[0]), "/s")
+    report.note(f"per record: encode {per_op(ours) * 1e6:.1f} us, pickle.dumps"
+                f" {per_op(anchor) * 1e6:.1f} us: {(per_op(ours) - per_op(anchor)) * 1e6:.1f} us"
+                " of Python work around the pickling")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,6 +393,7 @@ def measure(argv: list[str] | None = None) -> Report:
     report.note(f"task record {_common.record_size()} bytes; {sample} sampled operations per figure;"
                 f" GC3Pie at N={gc3_size:,}; ratios: >1 means ours is faster")
     results: dict[tuple[str, int, str], tuple[float, float]] = {}
+    encoding(report, 300 if args.quick else 5_000)
     with contextlib.ExitStack() as stack:
         try:
             pg: PgCluster | None = stack.enter_context(PgCluster())

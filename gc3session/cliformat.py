@@ -13,6 +13,7 @@ as a raw wait status.
 from __future__ import annotations
 
 import json
+import math
 import signal as signals
 import time
 from typing import Any
@@ -33,10 +34,44 @@ def iso(when: float | None) -> str | None:
 
     >>> iso(None) is None and len(iso(0.0)) == 25
     True
+    >>> iso(1e9 + 59.9) == _iso_of(time.localtime(1e9 + 59))
+    True
+
+    ``list`` shows one time per task, so the text up to the minute is kept
+    per minute: a minute whose first and last second have the same UTC
+    offset needs only its seconds filled in (``time.localtime`` and
+    ``strftime`` run once per minute instead of once per task).
     """
     if when is None:
         return None
-    local = time.localtime(when)  # C, and the offset of that very moment (summer time...)
+    second = math.floor(when)  # what time.localtime does with a fraction
+    minute, into = divmod(second, 60)
+    try:
+        head, tail = _minutes[minute]
+    except KeyError:
+        head, tail = _minute_text(minute * 60)
+        if len(_minutes) >= 4096:
+            _minutes.clear()
+        _minutes[minute] = (head, tail)
+    if head is None:  # the offset changes within this minute
+        return _iso_of(time.localtime(second))
+    return f"{head}:{into:02d}{tail}"
+
+
+_minutes: dict[int, tuple[str | None, str]] = {}
+
+
+def _minute_text(start: int) -> tuple[str | None, str]:
+    """``("YYYY-MM-DDTHH:MM", "+HH:MM")`` of the minute starting at ``start``, or
+    ``(None, "")`` if its UTC offset changes within it."""
+    first, last = time.localtime(start), time.localtime(start + 59)
+    if first.tm_gmtoff != last.tm_gmtoff or first.tm_sec != 0:
+        return None, ""
+    text = _iso_of(first)
+    return text[:16], text[19:]
+
+
+def _iso_of(local: time.struct_time) -> str:
     offset = abs(local.tm_gmtoff) // 60
     sign = "-" if local.tm_gmtoff < 0 else "+"
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}{sign}{offset // 60:02d}:{offset % 60:02d}"
@@ -103,11 +138,13 @@ def list_table(rows: list[tuple[int, str, dict[str, Any]]]) -> str:
     Children are indented two spaces per level under their parent.
     """
     cells = [("JobID", "Job name", "State", "Exit", "Changed", "Info")]
+    append = cells.append
     for depth, pid, summary in rows:
-        cells.append(("  " * depth + pid, summary.get("jobname") or "", summary.get("state") or "",
-                      exit_cell(summary.get("exitcode"), summary.get("signal")),
-                      iso(summary.get("changed")) or "",
-                      " ".join((summary.get("info") or "").split())))
+        get = summary.get
+        info = get("info")
+        append(("  " * depth + pid if depth else pid, get("jobname") or "", get("state") or "",
+                exit_cell(get("exitcode"), get("signal")),
+                iso(get("changed")) or "", " ".join(info.split()) if info else ""))
     widths = [max(map(len, column)) for column in zip(*cells)]
     line = " | ".join(f"{{:<{width}}}" for width in widths).format  # one call per row
     lines = [line(*row).rstrip() for row in cells]

@@ -197,7 +197,8 @@ def atomic_write(path: str, data: bytes, *, durable: bool = True, mode: int = 0o
 
 def append(path: str, data: bytes, *, durable: bool = True,
            cut_tail: Callable[[bytes], bool] | None = None, max_tail: int | None = None,
-           create: bool = True, mode: int = 0o600) -> None:
+           create: bool = True, mode: int = 0o600,
+           clean_end: tuple[int, int] | None = None) -> tuple[int, int]:
     """Append ``data`` to ``path`` with one write, then ``fdatasync`` it.
 
     :param cut_tail: if given, a final line that lacks its newline is first
@@ -206,24 +207,31 @@ def append(path: str, data: bytes, *, durable: bool = True,
     :param max_tail: a final line longer than this is never the remains of
         an append (it is refused without being read into memory).
     :param create: create the file if missing (else a missing file is an error).
+    :param clean_end: what an earlier call returned: if the file is still
+        that inode and that size, it ends where that append ended (with a
+        complete line), and its tail is not read again.
+    :returns: ``(inode, size)`` of the file after the append.
     :raises StoreWriteError: naming ``path`` and the step; for a tail that
         is refused, ``offset`` and ``length`` say where its bytes are, and
         nothing was written.
     """
     try:
-        fd = open_regular(path, os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0), mode)
+        fd, status = _open_regular(path, os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0),
+                                   mode)
     except OSError as err:
         raise _fail("open", path, err) from err
     step = "write"
     size = None
+    end = status.st_size
     try:
-        if cut_tail is not None:
+        if cut_tail is not None and (status.st_ino, status.st_size) != clean_end:
             step = "truncate"
-            size = _cut_torn_tail(fd, path, cut_tail, max_tail)
+            size = _cut_torn_tail(fd, path, cut_tail, max_tail, status.st_size)
             step = "write"
         else:
-            size = os.fstat(fd).st_size
+            size = status.st_size
         write_all(fd, data, path)
+        end = size + len(data)
         if durable:
             step = "fsync"
             _step(step, path)
@@ -240,12 +248,12 @@ def append(path: str, data: bytes, *, durable: bool = True,
         raise _fail(step, path, err) from err
     finally:
         os.close(fd)
+    return status.st_ino, end
 
 
 def _cut_torn_tail(fd: int, path: str, is_torn: Callable[[bytes], bool],
-                   max_tail: int | None) -> int:
+                   max_tail: int | None, size: int) -> int:
     """Cut an unterminated last line that ``is_torn`` accepts; return the file's size then."""
-    size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return size
     # Walk back block by block to the last newline: a batch append torn by a
@@ -412,6 +420,11 @@ def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
     :raises NotRegularFileError: for a FIFO, socket, device or directory.
     :raises OSError: as ``os.open`` does otherwise (ENOENT, ELOOP, EACCES...).
     """
+    return _open_regular(path, flags, mode)[0]
+
+
+def _open_regular(path: str, flags: int, mode: int = 0o600) -> tuple[int, os.stat_result]:
+    """:func:`open_regular`, also returning the ``fstat`` of the descriptor."""
     try:
         fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as err:
@@ -427,14 +440,14 @@ def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
             raise
         raise _not_regular(path, kind) from err
     try:
-        kind = os.fstat(fd).st_mode
+        status = os.fstat(fd)
     except OSError:
         os.close(fd)
         raise
-    if not stat.S_ISREG(kind):
+    if not stat.S_ISREG(status.st_mode):
         os.close(fd)
-        raise _not_regular(path, kind)
-    return fd
+        raise _not_regular(path, status.st_mode)
+    return fd, status
 
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
@@ -458,15 +471,22 @@ def read_bytes(path: str, on_missing: Callable[[], bytes] | None = None) -> byte
     keeps it from blocking forever or reading endless bytes.
 
     :raises NotRegularFileError: for a FIFO, socket, device or directory.
+
+    The first read asks for one byte more than the file's size: fewer bytes
+    than asked for mean the end of the file, so a file that did not grow is
+    read with one ``read`` (a record load makes one system call less).
     """
     try:
-        fd = open_regular(path, os.O_RDONLY)
+        fd, status = _open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         if on_missing is not None:
             return on_missing()
         raise
     try:
-        chunks = []
+        first = os.read(fd, status.st_size + 1)
+        if len(first) <= status.st_size:
+            return first
+        chunks = [first]
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
         return b"".join(chunks)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from typing import Any, ContextManager
 
 from gc3session import fsio, locking
@@ -128,9 +129,14 @@ class FilesystemStore(RecordStore):
             raise StoreWriteError(f"store path {self.directory} exists and is not a directory",
                                   path=self.directory, step="mkdir", errno=errno.EEXIST) from err
 
-    def _locked(self) -> ContextManager[int]:
-        """Hold the store's lock (``.lock``, an ``flock`` that dies with the process)."""
-        self._ensure_directory()
+    def _locked(self, ensure: bool = True) -> ContextManager[int]:
+        """Hold the store's lock (``.lock``, an ``flock`` that dies with the process).
+
+        :param ensure: create the store directory first if it is missing
+            (False: the caller just did).
+        """
+        if ensure:
+            self._ensure_directory()
         return locking.flocked(os.path.join(self.directory, LOCK_FILE))
 
     # --- primitives ----------------------------------------------------------
@@ -178,16 +184,15 @@ class FilesystemStore(RecordStore):
         group_sync = self.durable and len(records) >= GROUP_SYNC_MIN
         pending: list[tuple[str, str]] = []
         try:
+            checked: set[str] = set()
             for record in records:
-                target = self.location(record.id)
-                shard = os.path.dirname(target)
-                if os.path.islink(shard):
-                    raise StoreWriteError(f"refusing to write {record.id}: shard {shard} is a"
-                                          " symlink", id=record.id, path=shard, step="create")
-                if not os.path.isdir(shard):
-                    fsio.make_dirs(shard, durable=self.durable)
+                shard = self._shard(record.id)
+                if shard not in checked:
+                    self._check_shard(shard, record.id)
+                    checked.add(shard)
                 pending.append((fsio.write_tmp(shard, record.id, record.data,
-                                               durable=self.durable and not group_sync), target))
+                                               durable=self.durable and not group_sync),
+                                f"{shard}/{record.id}"))
             if group_sync and not fsio.sync_filesystem(self.directory):
                 for tmp, _ in pending:
                     fsio.fsync_file(tmp)
@@ -195,7 +200,7 @@ class FilesystemStore(RecordStore):
             for tmp, _ in pending:
                 fsio.discard(tmp)
             raise
-        with self._locked():
+        with self._locked(ensure=False):
             committed: list[Record] = []
             try:
                 self._log.append((r.id, WRITING) for r in records)
@@ -214,10 +219,24 @@ class FilesystemStore(RecordStore):
         if self.durable:
             self._sync_shards({os.path.dirname(t) for _, t in pending})
 
-    def _read(self, pid: str) -> bytes:
-        path = self.location(pid)
+    def _check_shard(self, shard: str, pid: str) -> None:
+        """Make sure ``shard`` is a directory, not a symlink (one ``lstat``); create it if missing."""
         try:
-            if os.path.islink(os.path.dirname(path)):
+            mode = os.lstat(shard).st_mode
+        except FileNotFoundError:
+            fsio.make_dirs(shard, durable=self.durable)
+            return
+        if stat.S_ISLNK(mode):
+            raise StoreWriteError(f"refusing to write {pid}: shard {shard} is a symlink",
+                                  id=pid, path=shard, step="create")
+        if not stat.S_ISDIR(mode):
+            fsio.make_dirs(shard, durable=self.durable)  # raises, naming what is there
+
+    def _read(self, pid: str) -> bytes:
+        shard = self._shard(pid)
+        path = f"{shard}/{pid}"
+        try:
+            if stat.S_ISLNK(os.lstat(shard).st_mode):
                 raise OSError(errno.ELOOP, "shard directory is a symlink", path)
             return fsio.read_bytes(path)
         except FileNotFoundError as err:
@@ -276,7 +295,9 @@ class FilesystemStore(RecordStore):
         states = self._read_states_log()
         if states is None:
             return super()._states(pids)
-        if pids is None:
+        if pids is None or (len(pids) == len(states) and all(map(states.__contains__, pids))):
+            # every id asked for, and no other (a session asking for all its tasks): the
+            # log's dict as it is, instead of a copy built in Python one id at a time
             return states
         return {pid: states[pid] for pid in pids if pid in states}
 
@@ -313,13 +334,15 @@ class FilesystemStore(RecordStore):
         states, unsure = found
         logged = self._summary_log.fold()
         wanted = list(states) if pids is None else [pid for pid in pids if pid in states]
-        missing = set(unsure)
-        known = [pid for pid in wanted if pid in logged and pid not in missing]
-        result = dict(zip(known, summary_dicts([(*logged[pid][:1], states[pid], logged[pid][1])
-                                                for pid in known])))
-        rest = [pid for pid in wanted if pid not in result]
-        if rest:
-            result.update(super()._summaries(rest))
+        if not unsure and all(map(logged.__contains__, wanted)):
+            known = wanted  # the usual case, checked in C
+        else:
+            missing = set(unsure)
+            known = [pid for pid in wanted if pid in logged and pid not in missing]
+        result = dict(zip(known, summary_dicts([(entry[0], states[pid], entry[1]) for pid, entry
+                                                in zip(known, map(logged.__getitem__, known))])))
+        if len(result) < len(wanted):
+            result.update(super()._summaries([pid for pid in wanted if pid not in result]))
         return result
 
     def _record_state(self, pid: str) -> str | None:

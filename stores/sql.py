@@ -33,6 +33,7 @@ from gc3session.persistence.record import Record, summary_dicts
 from gc3session.persistence.recordstore import RecordStore
 from gc3session.persistence.url import StoreUrl
 from gc3session.stores.sqlengine import MEMORY, RETRY_DEADLINE, WRITE, make_engine, retry
+from gc3session.stores.sqlraw import RawSql
 from gc3session.stores.sqlschema import (
     BUILT_IN_COLUMNS,
     DEFAULT_TABLE,
@@ -105,7 +106,8 @@ class SqlStore(RecordStore):
         self._meta_name = self.table_name.lower() if self.is_sqlite else self.table_name
         self._create = create and not readonly
         self._engine_obj: Engine | None = None
-        self._point_read_sql: str | None = None
+        self._raw_obj: RawSql | None = None
+        self._raw_checked = False  # whether _raw_obj was decided (None: this database has no raw path)
         self._upsert_stmt: Any = None
         self._table_obj: sa.Table | None = None
         self._meta_obj: sa.Table | None = None
@@ -176,6 +178,23 @@ class SqlStore(RecordStore):
         return self._table_obj
 
     @property
+    def _raw(self) -> RawSql | None:
+        """The driver-level statements (:mod:`gc3session.stores.sqlraw`), or None where they
+        are not used (other dialects, SQLite in memory): SQLAlchemy then runs everything."""
+        if not self._raw_checked:
+            engine = self._engine
+            memory = self.is_sqlite and self.url.path in ("", MEMORY)
+            if not memory and engine.dialect.name in ("sqlite", "postgresql"):
+                self._raw_obj = RawSql(lambda: self._engine, engine.dialect.name,
+                                       engine.dialect.identifier_preparer.quote(self.table_name))
+            self._raw_checked = True
+        return self._raw_obj
+
+    def _db_errors(self) -> tuple[type[Exception], ...]:
+        """What a failed statement raises: SQLAlchemy's errors, and the driver's own."""
+        return (sa.exc.SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error)
+
+    @property
     def is_sqlite(self) -> bool:
         """True for SQLite databases (one writer at a time, file-based)."""
         return self.url.base_scheme == "sqlite"
@@ -206,6 +225,11 @@ class SqlStore(RecordStore):
     # --- primitives --------------------------------------------------------------
     def location(self, pid: str) -> str:
         """``table <name> in <url>`` (password hidden), for messages."""
+        return self._location
+
+    @functools.cached_property
+    def _location(self) -> str:
+        # rendered once: every statement passes it to the retry loop, for its error messages
         return f"table {self.table_name} in {self.url.without_fragment()}"
 
     def _allocate_ids(self, n: int) -> int:
@@ -291,49 +315,50 @@ class SqlStore(RecordStore):
     def _write(self, records: list[Record]) -> None:
         if not records:
             return
-        rows = [self._row(r) for r in records]
-        table = self._tables
+        raw = None if self._extra_fields else self._raw
+        if raw is not None:
+            # the driver's executemany on plain tuples: no per-row parameter processing
+            rows = [(str(r.id), r.data, r.state, r.cls, r.summary.decode("ascii")) for r in records]
 
-        def write() -> None:
-            with self._writing() as conn:
-                upsert = self._upsert(conn)
-                if upsert is not None:
-                    conn.execute(upsert, rows)
-                else:
-                    conn.execute(table.delete().where(table.c.id.in_([r["id"] for r in rows])))
-                    conn.execute(table.insert(), rows)
+            def write() -> None:
+                raw.upsert_rows(rows)
+        else:
+            dict_rows = [self._row(r) for r in records]
+            table = self._tables
+
+            def write() -> None:
+                with self._writing() as conn:
+                    upsert = self._upsert(conn)
+                    if upsert is not None:
+                        conn.execute(upsert, dict_rows)
+                    else:
+                        conn.execute(table.delete().where(table.c.id.in_([r["id"] for r in dict_rows])))
+                        conn.execute(table.insert(), dict_rows)
 
         try:
             self._retry(write)
-        except sa.exc.SQLAlchemyError as err:
+        except self._db_errors() as err:
             raise StoreWriteError(f"cannot write to {self.location('-')}: {err}",
                                   step="commit", table=self.table_name) from err
 
     def _read(self, pid: str) -> bytes:
-        # A lone SELECT by primary key runs on the driver's cursor with an SQL
-        # string built once: no BEGIN/ROLLBACK round trips and no statement
-        # compiled per call, which is most of the cost of a point read through
-        # SQLAlchemy (a single statement gets a snapshot of its own anyway).
-        engine = self._engine
-        if self._point_read_sql is None:
-            mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-            self._point_read_sql = (f"SELECT data FROM"
-                                    f" {engine.dialect.identifier_preparer.quote(self.table_name)}"
-                                    f" WHERE id = {mark}")
-        sql = self._point_read_sql
+        raw = self._raw
+        if raw is not None:
+            def read() -> Any:
+                return raw.fetch_one(pid)
+        else:
+            table = self._tables
 
-        def read() -> Any:
-            with engine.connect() as conn:
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.execute(sql, (pid,))
-                    return cursor.fetchone()
-                finally:
-                    cursor.close()
+            def read() -> Any:
+                with self._engine.connect() as conn:
+                    return conn.execute(sa.select(table.c.data).where(table.c.id == pid)).first()
 
         try:
-            row = self._retry(read, step="read")
-        except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as err:
+            try:
+                row = read()  # once as it is: the retry loop costs more than a point read
+            except self._db_errors():
+                row = self._retry(read, step="read")  # again while transient; else raised again
+        except self._db_errors() as err:
             raise LoadError(f"cannot read {pid} from {self.location(pid)}: {err}",
                             id=pid, location=self.location(pid), cause=str(err)) from err
         if row is None:
@@ -341,87 +366,64 @@ class SqlStore(RecordStore):
                                       id=pid, location=self.location(pid), cause="missing")
         return bytes(row[0])
 
-    def _read_many(self, pids: list[str]) -> dict[str, bytes]:
-        table = self._tables
+    def _select(self, names: tuple[str, ...], pids: list[str] | None,
+                failure: str) -> list[tuple[Any, ...]]:
+        """The columns ``names`` of every row, or of the rows of ``pids`` (absent ones left out).
 
-        def read() -> dict[str, bytes]:
-            result: dict[str, bytes] = {}
-            with self._engine.connect() as conn:
-                for chunk in _chunks(pids, 500):
-                    query = sa.select(table.c.id, table.c.data).where(table.c.id.in_(chunk))
-                    result.update((row[0], bytes(row[1])) for row in conn.execute(query))
-            return result
+        :raises LoadError: ``failure`` (what could not be read) and why.
+        """
+        raw = self._raw
+        if raw is not None:
+            def read() -> list[tuple[Any, ...]]:
+                return raw.select(", ".join(names), pids)
+        else:
+            table = self._tables
+            query = sa.select(*[table.c[name] for name in names])
+
+            def read() -> list[tuple[Any, ...]]:
+                with self._engine.connect() as conn:
+                    if pids is None:
+                        return [tuple(row) for row in conn.execute(query)]
+                    return [tuple(row) for chunk in _chunks(pids, 500)
+                            for row in conn.execute(query.where(table.c.id.in_(chunk)))]
 
         try:
             return self._retry(read, step="read")
-        except sa.exc.SQLAlchemyError as err:
-            raise LoadError(f"cannot read from {self.location('-')}: {err}",
+        except self._db_errors() as err:
+            raise LoadError(f"cannot read {failure} {self.location('-')}: {err}",
                             location=self.location("-"), cause=str(err)) from err
 
-    def _delete(self, pids: list[str]) -> None:
-        table = self._tables
+    def _read_many(self, pids: list[str]) -> dict[str, bytes]:
+        return {pid: bytes(data) for pid, data in self._select(("id", "data"), pids, "from")}
 
-        def delete() -> None:
-            with self._writing() as conn:
-                for chunk in _chunks(pids, 500):
-                    conn.execute(table.delete().where(table.c.id.in_(chunk)))
+    def _delete(self, pids: list[str]) -> None:
+        raw = self._raw
+        if raw is not None:
+            def delete() -> None:
+                raw.delete(pids)
+        else:
+            table = self._tables
+
+            def delete() -> None:
+                with self._writing() as conn:
+                    for chunk in _chunks(pids, 500):
+                        conn.execute(table.delete().where(table.c.id.in_(chunk)))
 
         try:
             self._retry(delete)
-        except sa.exc.SQLAlchemyError as err:
+        except self._db_errors() as err:
             raise StoreWriteError(f"cannot delete from {self.location('-')}: {err}",
                                   step="commit", table=self.table_name) from err
 
     def _list_ids(self) -> list[str]:
-        table = self._tables
-
-        def read() -> list[str]:
-            with self._engine.connect() as conn:
-                return [row[0] for row in conn.execute(sa.select(table.c.id))]
-
-        try:
-            return self._retry(read, step="read")
-        except sa.exc.SQLAlchemyError as err:
-            raise LoadError(f"cannot list the records of {self.location('-')}: {err}",
-                            location=self.location("-"), cause=str(err)) from err
+        return [pid for (pid,) in self._select(("id",), None, "the records of")]
 
     def _states(self, pids: list[str] | None) -> dict[str, str | None]:
-        table = self._tables
-        query = sa.select(table.c.id, table.c.state)
-
-        def read() -> dict[str, str | None]:
-            result: dict[str, str | None] = {}
-            with self._engine.connect() as conn:
-                if pids is None:
-                    result.update((row[0], row[1]) for row in conn.execute(query))
-                for chunk in _chunks(pids or [], 500):
-                    query_chunk = query.where(table.c.id.in_(chunk))
-                    result.update((row[0], row[1]) for row in conn.execute(query_chunk))
-            return result
-
-        try:
-            return self._retry(read, step="read")
-        except sa.exc.SQLAlchemyError as err:
-            raise LoadError(f"cannot read the states of {self.location('-')}: {err}",
-                            location=self.location("-"), cause=str(err)) from err
+        return dict(self._select(("id", "state"), pids, "the states of"))  # type: ignore[arg-type]
 
     def _summaries(self, pids: list[str] | None) -> dict[str, dict[str, Any]]:
         """From the ``cls``, ``state`` and ``summary`` columns (older rows: from their headers)."""
-        table = self._tables
-        query = sa.select(table.c.id, table.c.cls, table.c.state, table.c.summary)
-
-        def read() -> list[Any]:
-            with self._engine.connect() as conn:
-                if pids is None:
-                    return list(conn.execute(query))
-                return [row for chunk in _chunks(pids, 500)
-                        for row in conn.execute(query.where(table.c.id.in_(chunk)))]
-
-        try:
-            rows = self._retry(read, step="read")
-        except sa.exc.SQLAlchemyError as err:
-            raise LoadError(f"cannot read the summaries of {self.location('-')}: {err}",
-                            location=self.location("-"), cause=str(err)) from err
+        rows = self._select(("id", "cls", "state", "summary"), pids, "the summaries of")
         known = [row for row in rows if row[3] is not None]
         result = dict(zip((row[0] for row in known), summary_dicts(
             [(cls or "", state, summary.encode("ascii")) for _, cls, state, summary in known])))
@@ -442,12 +444,16 @@ class SqlStore(RecordStore):
     def post_fork(self) -> None:
         """In the child: forget inherited connections and the parent's id block."""
         super().post_fork()
+        if self._raw_obj is not None:
+            self._raw_obj.forget()
         if self._engine_obj is not None:
             self._engine_obj.dispose(close=False)
             self._engine_obj = None
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection: the pooled ones and the driver-level ones of every thread."""
+        if self._raw_obj is not None:
+            self._raw_obj.close()
         if self._engine_obj is not None:
             self._engine_obj.dispose()
             self._engine_obj = None

@@ -63,6 +63,8 @@ _LOGGED_ID = re.compile(rf"^({ID_PATTERN}) ".encode(), re.MULTILINE)
 #: A line of the summary log: id, then class and summary, or "!".
 _SUMMARY_LINE = re.compile(rf"^({ID_PATTERN}) (?:(!)|([!-~]+) (\{{[^\n]*))$".encode(),
                            re.MULTILINE)
+#: A line of the summary log that says a record was removed.
+_REMOVED_LINE = re.compile(rf"^{ID_PATTERN} !$".encode(), re.MULTILINE)
 _HEADER = re.compile(rb"#([0-9]{1,18})(?: ([0-9]{1,19}))?\n")
 
 #: ``state_of(id)`` reads the state of a record's header; raises
@@ -84,6 +86,8 @@ class _Log:
         self.durable = durable
         self._next_id = next_id
         self._compact_at = -1
+        #: ``(inode, size)`` where this handle's last append left the log (ending a line)
+        self._end: tuple[int, int] | None = None
 
     def _read(self) -> bytes | None:
         """The complete lines of the log (a torn last line left out); None if there is none."""
@@ -101,13 +105,16 @@ class _Log:
 
         The log is a cache, never fsynced on its own: an unterminated last
         line (a torn append) is cut off first, so new lines never glue onto it.
+        (Its tail is not read when the log is as this handle's last append left
+        it: the same file, grown by nobody since.)
         """
         if not lines:
             return
-        fsio.append(self.path, lines, durable=False, cut_tail=lambda _tail: True)
+        self._end = fsio.append(self.path, lines, durable=False, cut_tail=_any_tail,
+                                clean_end=self._end)
         if self._compact_at < 0:
             self._compact_at = 2 * _compaction_header(_read_head(self.path))[0] + COMPACT_MIN_BYTES
-        if os.stat(self.path).st_size > self._compact_at:
+        if self._end[1] > self._compact_at:
             self._compact()
 
     def _compact(self) -> None:
@@ -124,6 +131,7 @@ class _Log:
                       + [_compaction_header(_read_head(self.path))[1], (self._next_id() or 1) - 1])
         fsio.atomic_write(self.path, b"#%d %d\n" % (len(body), highest) + body, durable=self.durable)
         self._compact_at = 2 * len(body) + COMPACT_MIN_BYTES
+        self._end = None
 
 
 class StateLog(_Log):
@@ -166,6 +174,8 @@ class StateLog(_Log):
     @staticmethod
     def unsure(states: dict[str, str | None]) -> list[str]:
         """The ids of ``states`` that a writer marked and then stopped."""
+        if WRITING not in states.values():  # the usual case, answered by one scan in C
+            return []
         return [pid for pid, state in states.items() if state == WRITING]
 
     def settle(self, states: dict[str, str | None],
@@ -223,9 +233,16 @@ class SummaryLog(_Log):
 
     def fold(self) -> dict[str, Summary]:
         """``{id: (class, summary JSON)}`` of every record the log names (empty if there is none)."""
-        body = self._read()
+        body = self._read() or b""
+        lines = _SUMMARY_LINE.findall(body)
+        if lines and (b" !\n" not in body or _REMOVED_LINE.search(body) is None):
+            # Nothing removed: the last line of each id wins, as dict() makes it, and the
+            # ids and classes are decoded all at once (newlines cannot occur in them).
+            pids, _, classes, summaries = zip(*lines)
+            return dict(zip(b"\n".join(pids).decode("ascii").split("\n"),
+                            zip(b"\n".join(classes).decode("ascii").split("\n"), summaries)))
         folded: dict[str, Summary] = {}
-        for pid, removed, cls, summary in _SUMMARY_LINE.findall(body or b""):
+        for pid, removed, cls, summary in lines:
             if removed:
                 folded.pop(pid.decode("ascii"), None)
             else:
@@ -242,6 +259,11 @@ class SummaryLog(_Log):
 
     def _compact(self) -> None:
         self.rewrite(self.fold())
+
+
+def _any_tail(_tail: bytes) -> bool:
+    """Every unterminated last line of a log is the remains of an interrupted append."""
+    return True
 
 
 def _state_lines(pairs: Iterable[tuple[str, str | None]]) -> bytes:

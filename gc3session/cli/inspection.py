@@ -11,6 +11,7 @@ itself, and says in one line which class it cannot import.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import fnmatch
 import json
@@ -50,7 +51,10 @@ def cmd_list(args: argparse.Namespace, out: Output) -> int:
     with open_readonly(args) as session:
         summaries = session.summaries()
         missing = [pid for pid in session.list_ids() if pid not in summaries]
-        rows = [(pid, summary) for pid, summary in summaries.items() if _wanted(summary, args)]
+        filtered = args.state or args.name is not None or args.since is not None \
+            or args.until is not None
+        rows = [(pid, summary) for pid, summary in summaries.items()
+                if not filtered or _wanted(summary, args)]
         if args.sort:
             rows.sort(key=lambda item: _sort_key(item, args.sort))
         rows = rows[args.offset:][:args.limit] if args.limit is not None else rows[args.offset:]
@@ -99,10 +103,12 @@ def _sort_key(item: tuple[str, dict[str, Any]], field: str) -> tuple[Any, ...]:
 def _with_children(session: Session, rows: list[tuple[str, dict[str, Any]]], recursive: bool,
                    missing: list[str]) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """``(depth, id, summary)`` of each row, and with ``recursive`` of its children, depth first."""
+    if not recursive:
+        yield from ((0, pid, summary) for pid, summary in rows)
+        return
     for pid, summary in rows:
         yield 0, pid, summary
-        if recursive:
-            yield from _children(session, summary, 1, missing)
+        yield from _children(session, summary, 1, missing)
 
 
 def _children(session: Session, summary: dict[str, Any], depth: int,
@@ -207,10 +213,11 @@ def cmd_stats(args: argparse.Namespace, out: Output) -> int:
     """``stats``: tasks per state, from the store's state index (nothing is unpickled)."""
     with open_readonly(args) as session:
         states = session.states()
+        tally = collections.Counter(states.values())  # counted in C
         counts: dict[str, int] = {}
-        for state in states.values():
+        for state, count in tally.items():  # in the order states first occur, as before
             key = state or "-"
-            counts[key] = counts.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + count
         owner = lock_owner(session.path)
         if args.json:
             out.json({"session": session.path, "store": str(session.store_url),

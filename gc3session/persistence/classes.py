@@ -91,6 +91,11 @@ def relocate(old: str, new: str) -> None:
     _class_cache.clear()
 
 
+def has_relocations() -> bool:
+    """Whether any class or module was relocated (:func:`relocate`)."""
+    return bool(_relocations)
+
+
 def allow(path: str) -> None:
     """Put a ``module:qualname`` class on the allow-list of untrusted loads."""
     _allowed_classes.add(path)

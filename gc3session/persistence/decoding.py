@@ -16,7 +16,7 @@ import pickle
 from typing import Any, Callable, Iterable
 
 from ..exceptions import CorruptRecordError, LoadError, UnsafeRecordError
-from .classes import find_class, is_record_class
+from .classes import find_class, has_relocations, is_record_class
 from .idfactory import Id, is_valid_id
 from .record import REF_TAG, parse_header
 from .safeload import UntrustedUnpickler
@@ -45,10 +45,9 @@ class Decoder:
     def load(self, pid: str) -> Any:
         """Return the object with id ``pid``, loading it (and its children) if needed."""
         pid = str(pid)
-        try:
-            return self.memo[pid]
-        except KeyError:
-            pass
+        obj = self.memo.get(pid)  # no KeyError raised and caught per load: it is the usual case
+        if obj is not None:
+            return obj
         data = self._fetch(pid)
         return self.decode(pid, data)
 
@@ -67,9 +66,27 @@ class Decoder:
             cls = self._record_class(header.cls)
         except LoadError as err:
             raise self._error(pid, err) from err
+        if self._trusted and not has_relocations():
+            # pickle's own find_class, in C: what classes.find_class does when no
+            # class is relocated, except for the error a missing class raises, so
+            # a failure is decoded again the slow way to say what is wrong.
+            try:
+                return self._build(pid, header.size, header.cls, cls, data, fast=True)
+            except Exception:  # the slow decode below raises the error to report
+                pass
+        return self._build(pid, header.size, header.cls, cls, data, fast=False)
+
+    def _build(self, pid: str, offset: int, cls_path: str, cls: type, data: bytes,
+               fast: bool) -> Any:
+        """The object of record ``pid`` whose payload starts at ``offset`` of ``data``."""
         stream = io.BytesIO(data)
-        stream.seek(header.size)
-        unpickler = self._unpickler(stream)
+        stream.seek(offset)
+        if fast:
+            unpickler = pickle.Unpickler(stream)
+            unpickler.persistent_load = (  # type: ignore[method-assign]
+                lambda ref: _follow_reference(self, ref))
+        else:
+            unpickler = self._unpickler(stream)
         try:
             args = unpickler.load()
             obj = cls.__new__(cls, *args)
@@ -80,15 +97,17 @@ class Decoder:
                 try:
                     obj.persistent_id = Id.parse(pid)
                 except AttributeError as err:
-                    raise CorruptRecordError(f"a {header.cls} object cannot hold a persistent_id:"
+                    raise CorruptRecordError(f"a {cls_path} object cannot hold a persistent_id:"
                                              " the header does not name a record class") from err
             with contextlib.suppress(AttributeError):  # a read-only ``changed`` computes itself
                 obj.changed = False
         except Exception as err:  # anything the bytes of a record can make pickle or a class raise
             self.memo.pop(pid, None)
+            if fast:
+                raise
             if isinstance(err, LoadError) and getattr(err, "id", None) is not None:
                 raise  # a referenced record's own error already names it
-            raise self._error(pid, err, cls=header.cls) from err
+            raise self._error(pid, err, cls=cls_path) from err
         return obj
 
     def _record_class(self, path: str) -> type:

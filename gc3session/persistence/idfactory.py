@@ -88,11 +88,17 @@ def is_valid_id(text: Any) -> bool:
 def check_id(id_: Any) -> Id:
     """``id_`` as an :class:`Id`, for ids given by a caller (this keeps paths out of file names).
 
+    An :class:`Id` that is valid is returned as it is (one regex match, no
+    copy): the store's hot paths check every id they are given.
+
     :raises InvalidValue: naming the id if it is not ``Prefix.N``.
     """
-    if not is_valid_id(id_):
+    match = _ID_RE.fullmatch(id_) if isinstance(id_, str) else None
+    if match is None:
         raise InvalidValue(f"not a valid task id: {id_!r} (expected 'Prefix.N')", id=id_)
-    return Id.parse(str(id_))
+    if type(id_) is Id:
+        return id_
+    return Id(match["prefix"], int(match["seqno"]))
 
 
 def seqno_of(id_: str) -> int:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .idfactory import Id
 
@@ -158,6 +158,13 @@ def summary_dicts(entries: list[tuple[str, str | None, bytes]]) -> list[dict[str
 
 
 _SUMMARY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
+# The C encoder behind _SUMMARY_ENCODER, made once: JSONEncoder.encode builds
+# a new one on every call, which costs as much as the encoding of a summary.
+# (No check for circular references: a summary holds numbers, strings and a
+# list of strings.)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # None without the C accelerator
+_c_encode = None if _c_make_encoder is None else _c_make_encoder(
+    None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
 
 
 def encode_summary(summary: dict[str, Any]) -> bytes:
@@ -165,19 +172,27 @@ def encode_summary(summary: dict[str, Any]) -> bytes:
 
     Keys whose value is None are left out (readers take a missing key as None).
     """
-    return _SUMMARY_ENCODER.encode({key: value for key, value in summary.items()
-                                    if value is not None}).encode("ascii")
+    present = {key: value for key, value in summary.items() if value is not None}
+    if _c_encode is None:
+        return _SUMMARY_ENCODER.encode(present).encode("ascii")
+    return "".join(_c_encode(present, 0)).encode("ascii")
+
+
+_HEADER_PREFIX = b"%s %d %s " % (MAGIC, FORMAT_VERSION, SERIALIZER.encode())
 
 
 def header_line(cls: type, state: str | None, summary: bytes = b"{}") -> bytes:
     """The header line (newline included) of a record of class ``cls`` in ``state``."""
-    return b" ".join([MAGIC, str(FORMAT_VERSION).encode(), SERIALIZER.encode(),
-                      class_path(cls).encode(), (state or NO_STATE).encode(), summary]) + b"\n"
+    return b"%s%s %s %s\n" % (_HEADER_PREFIX, class_path(cls).encode(),
+                              (state or NO_STATE).encode(), summary)
 
 
-@dataclass(frozen=True)
-class Header:
-    """The parsed header line of a record (``summary_json``: the raw JSON, ``b"{}"`` in version 1)."""
+class Header(NamedTuple):
+    """The parsed header line of a record (``summary_json``: the raw JSON, ``b"{}"`` in version 1).
+
+    A named tuple: every load parses a header, and a tuple is made at a
+    fraction of the cost of a frozen dataclass.
+    """
 
     version: int
     serializer: str
@@ -190,6 +205,9 @@ class Header:
     def summary(self) -> dict[str, Any]:
         """The record's summary: ``class``, ``state`` and the keys of :func:`task_summary`."""
         return summary_dict(self.cls, self.state, self.summary_json)
+
+
+_CURRENT = (str(FORMAT_VERSION).encode(), SERIALIZER.encode())
 
 
 def parse_header(data: bytes) -> Header:
@@ -205,19 +223,22 @@ def parse_header(data: bytes) -> Header:
     if len(fields) not in (5, 6) or fields[0] != MAGIC:
         raise ValueError("not a gc3session record header")
     try:
-        version = int(fields[1])
-        text = [f.decode("ascii") for f in fields[2:5]]
+        if len(fields) == 6 and (fields[1], fields[2]) == _CURRENT:
+            # the header of every record written by this version: no number to parse
+            version, serializer = FORMAT_VERSION, SERIALIZER
+        else:
+            version, serializer = int(fields[1]), fields[2].decode("ascii")
+        cls, state = fields[3].decode("ascii"), fields[4].decode("ascii")
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"malformed record header: {err}") from err
     if version not in (1, FORMAT_VERSION) or len(fields) != (5 if version == 1 else 6):
         raise ValueError(f"unsupported record format version {fields[1][:20]!r}")
-    if text[0] != SERIALIZER:
-        raise ValueError(f"unknown serializer {text[0]!r}")
+    if serializer != SERIALIZER:
+        raise ValueError(f"unknown serializer {serializer!r}")
     summary = fields[5] if version == 2 else b"{}"
-    if not summary.startswith(b"{") or not summary.isascii():
+    if summary[:1] != b"{" or not summary.isascii():
         raise ValueError("malformed record header: the summary is not a JSON object")
-    return Header(version, text[0], text[1], None if text[2] == NO_STATE else text[2], end + 1,
-                  summary)
+    return Header(version, serializer, cls, None if state == NO_STATE else state, end + 1, summary)
 
 
 __all__ = ["FORMAT_VERSION", "Header", "MAGIC", "MAX_HEADER", "NO_STATE", "PICKLE_PROTOCOL",

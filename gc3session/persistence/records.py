@@ -54,6 +54,12 @@ class _ReferenceRecorder(dict):  # type: ignore[type-arg]
         super().__setitem__(key, obj)
         return obj
 
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
 
 def record_references(store: Store, pid: str, data: bytes) -> list[str]:
     """Decode record ``pid`` (its bytes ``data``) alone; return the ids it refers to.

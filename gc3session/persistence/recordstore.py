@@ -41,7 +41,7 @@ from typing import Any, Iterable, Mapping
 from ..exceptions import CorruptRecordError, LoadError, SerializationError
 from .decoding import Decoder
 from .home import settle
-from .idfactory import Id, IdFactory, check_id
+from .idfactory import Id, IdFactory, check_id, is_valid_id
 from .record import Record, parse_header
 from .serialization import encode
 from .store import Store
@@ -75,7 +75,7 @@ class RecordStore(Store):
             else idfactory.for_store(self._allocate_counted)
         super().__init__(url, durable=durable, trusted=trusted, readonly=readonly,
                          idfactory=factory)
-        self._cache: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+        self._cache = _WeakCache()
         #: every sequence number below this one is known to be handed out by the counter
         self._counter_floor = 0
 
@@ -204,7 +204,7 @@ class RecordStore(Store):
         :raises LoadError: (a subclass of it) naming the id and the location;
             the record is left as it is.
         """
-        pid = str(check_id(id_))
+        pid = _checked(id_)
         cached = self._cache.get(pid)
         if cached is not None:
             return cached
@@ -219,7 +219,7 @@ class RecordStore(Store):
         put there (id -> :class:`LoadError`) and left out of the result;
         without one the first failure is raised.
         """
-        pids = [str(check_id(i)) for i in ids]
+        pids = [_checked(i) for i in ids]
         if not pids:
             return {}
         batch = self._read_many([p for p in pids if p not in self._cache])
@@ -241,7 +241,7 @@ class RecordStore(Store):
 
     def remove(self, id_: str) -> None:
         """Delete record ``id_`` (no error if it is already gone)."""
-        pid = str(check_id(id_))
+        pid = _checked(id_)
         self._check_writable()
         self._delete([pid])
         self._cache.pop(pid, None)
@@ -249,7 +249,7 @@ class RecordStore(Store):
     def remove_many(self, ids: Iterable[str]) -> None:
         """Delete several records as one unit."""
         self._check_writable()
-        pids = [str(check_id(i)) for i in ids]
+        pids = [_checked(i) for i in ids]
         if pids:
             self._delete(pids)
         for pid in pids:
@@ -278,7 +278,7 @@ class RecordStore(Store):
 
     def read_record(self, id_: str) -> bytes:
         """The raw bytes of a record (for copying between stores and for fsck)."""
-        return self._read(str(check_id(id_)))
+        return self._read(_checked(id_))
 
     def read_records(self, ids: Iterable[str]) -> dict[str, bytes]:
         """Raw bytes of several records, in bulk where the store can.
@@ -286,7 +286,7 @@ class RecordStore(Store):
         Records that cannot be read are left out; :meth:`read_record` of one
         of them raises the error that says why.
         """
-        return self._read_many([str(check_id(i)) for i in ids])
+        return self._read_many([_checked(i) for i in ids])
 
     def write_records(self, records: Mapping[str, bytes]) -> None:
         """Write raw record bytes verbatim, as one unit (the copy of :meth:`read_record`).
@@ -374,7 +374,7 @@ class RecordStore(Store):
                 record.obj.changed = False
             except AttributeError:
                 pass  # a read-only ``changed`` property computes itself
-            self._cache[record.id] = record.obj
+            self._cache.put(record.id, record.obj)
             settle(record.obj, here, record.id, self.owner)
 
     def _decoder(self) -> Decoder:
@@ -398,16 +398,77 @@ class _CacheMemo(dict):  # type: ignore[type-arg]
         try:
             return super().__getitem__(key)
         except KeyError:
-            return self._cache[key]
+            found = self._cache.get(key)
+            if found is None:
+                raise
+            return found
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        found = super().get(key)
+        if found is None:
+            found = self._cache.get(key)
+        return default if found is None else found
 
     def __setitem__(self, key: str, value: Any) -> None:
         super().__setitem__(key, value)
-        self._cache[key] = value
+        self._cache.put(key, value)
         settle(value, self._home, key, self._owner)
 
     def pop(self, key: str, *default: Any) -> Any:
         self._cache.pop(key, None)
         return super().pop(key, *default)
+
+
+def _checked(id_: Any) -> str:
+    """``id_`` as a plain string, once it is checked to be ``Prefix.N`` (see :func:`check_id`)."""
+    if not is_valid_id(id_):
+        check_id(id_)  # raises InvalidValue naming it
+    return str(id_)
+
+
+class _WeakCache:
+    """Objects by id, held weakly: what a store saved or loaded, while someone holds it.
+
+    A plain dict of weak references without callbacks, purged of dead ones
+    when it has doubled since the last purge (O(1) per object), instead of a
+    ``WeakValueDictionary``: its references carry a callback each, so they
+    cannot be shared, and the home registry (:func:`settle`) takes a weak
+    reference to the same object right after; a plain one is made once and
+    handed out again by ``weakref.ref``.
+    """
+
+    def __init__(self) -> None:
+        self._refs: dict[str, weakref.ref[Any]] = {}
+        self._purge_at = 1024
+
+    def get(self, key: str) -> Any:
+        """The live object cached under ``key``, or None."""
+        ref = self._refs.get(key)
+        return None if ref is None else ref()
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def put(self, key: str, obj: Any) -> None:
+        """Cache ``obj`` under ``key`` (objects that cannot be referenced weakly are not cached)."""
+        try:
+            self._refs[key] = weakref.ref(obj)
+        except TypeError:
+            self._refs.pop(key, None)
+            return
+        if len(self._refs) >= self._purge_at:
+            self._refs = {k: ref for k, ref in self._refs.items() if ref() is not None}
+            self._purge_at = max(1024, 2 * len(self._refs))
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        """Forget ``key``; return its object if it was alive, else ``default``."""
+        ref = self._refs.pop(key, None)
+        found = None if ref is None else ref()
+        return default if found is None else found
+
+    def clear(self) -> None:
+        """Forget every object."""
+        self._refs.clear()
 
 
 __all__ = ["RecordStore"]

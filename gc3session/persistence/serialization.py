@@ -20,7 +20,7 @@ import threading
 from typing import Any, Callable
 
 from ..exceptions import SerializationError
-from .idfactory import Id
+from .idfactory import Id, check_id
 from .record import (
     PICKLE_PROTOCOL,
     REF_TAG,
@@ -87,9 +87,12 @@ class Persistable:
 
 
 class _FastPath(threading.local):
-    """Set while a state is pickled without the reference hook (see :func:`_encode_one`)."""
+    """Per thread: set while a state is pickled without the reference hook (see
+    :func:`_encode_one`), and the pickler that path reuses from record to record."""
 
     active = False
+    #: ``(buffer, pickler)``, made at the first fast-path encoding of the thread
+    tools: "tuple[io.BytesIO, pickle.Pickler] | None" = None
 
 
 _fast_path = _FastPath()
@@ -119,8 +122,9 @@ def encode(root: Any, assign_id: Callable[[Any], Id],
         if getattr(obj, "persistent_id", None) is None:
             obj.persistent_id = assign_id(obj)
         seen.add(id(obj))
-        records.append(_encode_one(obj, child_ref))
-        return Id.parse(str(obj.persistent_id))
+        record = _encode_one(obj, child_ref)
+        records.append(record)
+        return record.id
 
     def child_ref(obj: Any) -> tuple[str, str] | None:
         if id(obj) in seen:  # the root or an object already in this save: a back-reference
@@ -144,13 +148,12 @@ def encode(root: Any, assign_id: Callable[[Any], Id],
 
 def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
     cls = type(obj)
-    pid = Id.parse(str(obj.persistent_id))
+    pid = check_id(obj.persistent_id)  # a valid Id as it is; raises InvalidValue for a path
     try:
         reduced = obj.__reduce_ex__(PICKLE_PROTOCOL)
     except Exception as err:  # any failure of user code in __reduce_ex__
         raise SerializationError(f"cannot serialize {pid}: {err}", id=pid) from err
-    if not (isinstance(reduced, tuple) and reduced[0] is copyreg.__newobj__  # type: ignore[attr-defined]
-            and reduced[1][0] is cls):
+    if not (type(reduced) is tuple and reduced[0] is _NEWOBJ and reduced[1][0] is cls):
         raise SerializationError(
             f"cannot serialize {pid}: {class_path(cls)} must pickle through"
             " __getstate__/__setstate__, not a custom __reduce__", id=pid)
@@ -159,28 +162,14 @@ def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
     listitems = list(reduced[3]) if len(reduced) > 3 and reduced[3] is not None else None
     dictitems = dict(reduced[4]) if len(reduced) > 4 and reduced[4] is not None else None
     state_str = task_state(obj)
-    if state_str is not None and (not state_str or any(c.isspace() for c in state_str)):
-        raise SerializationError(f"cannot serialize {pid}: invalid state {state_str!r}", id=pid)
+    if state_str is not None and state_str not in _GOOD_STATES:
+        if not state_str or state_str.split() != [state_str]:
+            raise SerializationError(f"cannot serialize {pid}: invalid state {state_str!r}", id=pid)
+        if len(_GOOD_STATES) < 256:
+            _GOOD_STATES.add(state_str)
     try:
-        # Fast path: most states hold no reference to another record, and
-        # pickle runs at C speed without a Python hook per object.  A
-        # Persistable met on the way raises _NeedsReferences (its
-        # __reduce_ex__ checks _fast_path), and the state is pickled again
-        # with the reference hook.  Both pickles come from one pickler, as on
-        # the slow path: the loader reads them with one unpickler, whose memo
-        # spans both, so memo indices must count across the two pickles.
-        fast = io.BytesIO()
-        _fast_path.active = True
-        try:
-            pickler = pickle.Pickler(fast, PICKLE_PROTOCOL)
-            pickler.dump(args)
-            pickler.dump((state, listitems, dictitems))
-            payload = fast.getvalue()
-        except _NeedsReferences:
-            payload = b""
-        finally:
-            _fast_path.active = False
-        if not payload:
+        payload = _fast_payload(args, (state, listitems, dictitems))
+        if payload is None:
             slow = io.BytesIO()
             pickler = _RefPickler(slow, child_ref)
             pickler.dump(args)
@@ -190,8 +179,49 @@ def _encode_one(obj: Any, child_ref: Callable[[Any], Any]) -> Record:
         raise SerializationError(f"cannot serialize {pid}: {err}", id=pid) from err
     # the summary after the payload: pickling gave new children their ids
     summary = encode_summary(task_summary(obj, state_str))
-    return Record(id=pid, data=header_line(cls, state_str, summary) + payload, obj=obj,
-                  state=state_str, cls=class_path(cls), summary=summary)
+    return Record(pid, header_line(cls, state_str, summary) + payload, obj, state_str,
+                  class_path(cls), summary)
+
+
+#: Task states already checked to be one word (the check costs more than the look-up).
+_GOOD_STATES: set[str] = set()
+_NEWOBJ = copyreg.__newobj__  # type: ignore[attr-defined]
+
+
+def _fast_payload(args: tuple[Any, ...], state: tuple[Any, Any, Any]) -> bytes | None:
+    """The payload pickled at C speed, without the reference hook; None if it needs references.
+
+    Most states hold no reference to another record.  A Persistable met on
+    the way raises _NeedsReferences (its ``__reduce_ex__`` checks
+    ``_fast_path.active``), and the caller pickles again with the hook.
+    Both pickles come from one pickler, as on the slow path: the loader reads
+    them with one unpickler, whose memo spans both, so memo indices must
+    count across the two pickles.  The pickler and its buffer are reused
+    from record to record (making them costs about as much as pickling a
+    small task); a pickling nested in another one (a ``__getstate__`` that
+    saves) gets its own.
+    """
+    local = _fast_path
+    nested = local.active
+    tools = None if nested else local.tools
+    if tools is None:
+        buffer = io.BytesIO()
+        tools = (buffer, pickle.Pickler(buffer, PICKLE_PROTOCOL))
+        if not nested:
+            local.tools = tools
+    buffer, pickler = tools
+    local.active = True
+    try:
+        pickler.dump(args)
+        pickler.dump(state)
+        return buffer.getvalue()
+    except _NeedsReferences:
+        return None
+    finally:
+        local.active = nested
+        pickler.clear_memo()  # the memo holds the objects pickled: let them go
+        buffer.seek(0)
+        buffer.truncate()
 
 
 class _RefPickler(pickle.Pickler):
