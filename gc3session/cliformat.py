@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-import signal as signals
 import time
 from typing import Any
 
-from .engine import SIGNAL_DATA_STAGING, SIGNAL_HOOK_FAILED
 from .persistence.inert import Reference, Shadow, attributes
 from .persistence.record import class_path, task_state, task_summary
+from .run import SIGNAL_DATA_STAGING, SIGNAL_HOOK_FAILED, signal_name
 from .task import State
 
-#: What the engine's pseudo-signals mean: outcomes a command cannot report itself.
-_PSEUDO_SIGNALS = {SIGNAL_DATA_STAGING: "missing outputs", SIGNAL_HOOK_FAILED: "terminated() failed"}
 #: The times of a summary, each shown as epoch seconds and as ``<name>_iso``.
 TIMES = ("changed", "submitted", "started", "ended")
 
@@ -75,18 +72,6 @@ def _iso_of(local: time.struct_time) -> str:
     offset = abs(local.tm_gmtoff) // 60
     sign = "-" if local.tm_gmtoff < 0 else "+"
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}{sign}{offset // 60:02d}:{offset % 60:02d}"
-
-
-def signal_name(number: int | None) -> str | None:
-    """``SIGKILL`` for 9; what a pseudo-signal of the engine means; None for no signal."""
-    if not number:
-        return None
-    if number in _PSEUDO_SIGNALS:
-        return _PSEUDO_SIGNALS[number]
-    try:
-        return signals.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def exit_cell(exitcode: int | None, signal: int | None) -> str:

@@ -58,9 +58,9 @@ executor about each of them:
 
 Outcomes the command itself cannot report are recorded as pseudo-signals
 (above any real signal number), so they count as failures:
-:data:`SIGNAL_DATA_STAGING` (the command succeeded but a declared output
+:data:`~gc3session.run.SIGNAL_DATA_STAGING` (the command succeeded but a declared output
 is missing) and
-:data:`SIGNAL_HOOK_FAILED` (the task's ``terminated()`` raised).  A command
+:data:`~gc3session.run.SIGNAL_HOOK_FAILED` (the task's ``terminated()`` raised).  A command
 that cannot be started ends with exit status 127, like a shell's; but when
 the executor itself cannot be reached (a Dask scheduler that is down), the
 tasks stay NEW and :meth:`Engine.progress` raises
@@ -74,36 +74,25 @@ import collections
 import concurrent.futures
 import logging
 import os
-import shutil
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from . import fsio
 from .exceptions import Error, ExecutorUnavailableError, InvalidValue
 from .executors import Executor, Outcome, make_executor
+from .run import SIGNAL_DATA_STAGING, SIGNAL_HOOK_FAILED
+from .rundir import collect_outputs, stage_in
 from .session import Session
-from .task import (
-    Application,
-    SequentialTaskCollection,
-    State,
-    Task,
-    TaskCollection,
-    is_plain_relative,
-)
-from .workflow import ChunkedParameterSweep, RetryableTask
+from .task import Application, State, Task
+from .tasktree import ACTIVE, is_settled, leaves, nodes, ready_leaves, update_collections
+from .workflow import RetryableTask
 
 RESUME_POLICIES = ("rerun", "report")
-#: Pseudo-signal of a run whose declared outputs are missing.
-SIGNAL_DATA_STAGING = 121
-#: Pseudo-signal of a run whose ``terminated()`` hook raised.
-SIGNAL_HOOK_FAILED = 123
 #: The group-commit window of scripts (seconds; module docstring, "Group commit").
 GROUP_COMMIT_INTERVAL = 0.5
 #: A group commit happens at the latest when this many top-level tasks changed.
 GROUP_COMMIT_MAX = 2000
 
-_ACTIVE = (State.SUBMITTED, State.RUNNING, State.TERMINATING)
-_SETTLED = (State.TERMINATED, State.UNKNOWN, State.STOPPED)
 log = logging.getLogger(__name__)
 
 
@@ -188,10 +177,10 @@ class Engine:
             self._persist()
         self._start(starting)
         for root in list(self._active):
-            if _update_collections(root):
+            if update_collections(root):
                 self._mark(root)
             self._join(root)  # children next() appended just now: saved below, started next pass
-            if _settled(root):
+            if is_settled(root):
                 self._active.remove(root)
         if self._commit_due():
             self._persist()
@@ -207,19 +196,19 @@ class Engine:
     def idle(self) -> bool:
         """True when no command runs and none can start: another pass would change nothing."""
         return not self._running and not self._pending and not any(
-            True for root in self._active for _ in _ready_leaves(root))
+            True for root in self._active for _ in ready_leaves(root))
 
     def wait(self, timeout: float) -> None:
         """Sleep until a command may have ended, a wall time runs out, or ``timeout`` seconds."""
         now = time.time()
         for task in self._running.values():
             if task.requested_walltime:
-                deadline = task.execution.handle["submitted"] + task.requested_walltime
+                deadline = _run_handle(task)["submitted"] + task.requested_walltime
                 timeout = min(timeout, max(0.0, deadline - now) + 0.01)
         if self._dirty and self.commit_interval > 0:  # the next pass commits in time
             due = self._dirty_since + self.commit_interval - time.monotonic()
             timeout = min(timeout, max(0.0, due))
-        self.executor.wait([t.execution.handle for t in self._running.values()], timeout)
+        self.executor.wait([_run_handle(t) for t in self._running.values()], timeout)
 
     def run_until_done(self, poll_interval: float = 1.0,
                        on_progress: Callable[["Engine"], None] | None = None) -> dict[str, int]:
@@ -248,13 +237,13 @@ class Engine:
             self._resume()  # runs a previous driver left are found first, so they are killed too
         # a retryable task killed on request ends, with its wrapped task's status: it
         # ends first, so that the wrapped task ending below is not taken for a failure to retry
-        retryable = [node for node in _nodes(task)
+        retryable = [node for node in nodes(task)
                      if isinstance(node, RetryableTask) and node.execution.state != State.TERMINATED]
         for node in retryable:
             node.execution.state = State.TERMINATED
-        for leaf in _leaves(task):
+        for leaf in leaves(task):
             handle = getattr(leaf.execution, "handle", None)
-            if leaf.execution.state in _ACTIVE and handle:
+            if leaf.execution.state in ACTIVE and handle:
                 self.executor.kill(leaf, handle)
                 outcome = self._poll(leaf, block=True)
                 if outcome is None or (outcome.exitcode is None and outcome.signal is None):
@@ -268,7 +257,7 @@ class Engine:
         for node in retryable:
             node.execution.returncode = node.task.execution.returncode
         root = self._root_of.get(id(task), task)
-        if _update_collections(root):
+        if update_collections(root):
             self._mark(root)
         self._join(root)
         self._persist()
@@ -300,23 +289,23 @@ class Engine:
 
     # --- tracking ------------------------------------------------------------------
     def _track(self, root: Task) -> None:
-        for node in _nodes(root):
+        for node in nodes(root):
             self._root_of[id(node)] = root
         if self.resume_policy == "rerun":
-            for leaf in _leaves(root):
+            for leaf in leaves(root):
                 if leaf.execution.state == State.UNKNOWN:  # reported lost by an earlier driver
                     leaf.redo()
                     leaf.execution.info = "queued again after a lost run (resume policy: rerun)"
                     self._mark(leaf, urgent=True)
-            if _update_collections(root):
+            if update_collections(root):
                 self._mark(root)
             if not isinstance(root, Application):
                 # a tree saved after a step ended but before next() was asked grows
                 # now: the new nodes get their ids before anything looks at their runs
                 self._join(root)
-        if _settled(root):
+        if is_settled(root):
             return
-        if any(node.execution.state != State.NEW for node in _nodes(root)):
+        if any(node.execution.state != State.NEW for node in nodes(root)):
             self._active.append(root)
         else:
             self._pending.append(root)
@@ -379,16 +368,16 @@ class Engine:
     def _resume(self) -> None:
         self._resumed = True
         for root in list(self._pending):
-            if any([self._adopt(leaf) for leaf in _leaves(root)]):
+            if any([self._adopt(leaf) for leaf in leaves(root)]):
                 self._pending.remove(root)
                 self._active.append(root)
         for root in self._active:
             # the saved leaves only: finishing one may run next(), which appends
             # children that no driver ever saw, let alone started
-            for leaf in list(_leaves(root)):
+            for leaf in list(leaves(root)):
                 if leaf.execution.state == State.NEW:
                     self._adopt(leaf)
-                if leaf.execution.state not in _ACTIVE:
+                if leaf.execution.state not in ACTIVE:
                     continue
                 handle = getattr(leaf.execution, "handle", None)
                 if not handle:
@@ -399,9 +388,9 @@ class Engine:
                     self._running[id(leaf)] = leaf
                     log.info("%s: still running, watched again", leaf)
                 else:
-                    self._settle(leaf, self.executor.poll(leaf, handle),
-                                 info="finished while no driver was watching")
-            if _update_collections(root):
+                    outcome = self.executor.poll(leaf, handle) or Outcome(None, info="no exit status")
+                    self._settle(leaf, outcome, info="finished while no driver was watching")
+            if update_collections(root):
                 self._mark(root)
 
     def _adopt(self, leaf: Task) -> bool:
@@ -441,7 +430,7 @@ class Engine:
         (:meth:`_join`): they must be saved before ``starting`` starts.
         """
         joined = self._join(root)
-        for leaf in _ready_leaves(root):
+        for leaf in ready_leaves(root):
             if len(self._running) + len(starting) >= self.max_in_flight:
                 break
             starting.append(leaf)
@@ -484,10 +473,10 @@ class Engine:
                 task.execution.info = f"could not be started: {error}"
                 log.warning("%s: could not be started: %s", task, error)
                 root = self._root_of.get(id(task), task)
-                if root is not task and _update_collections(root):
+                if root is not task and update_collections(root):
                     self._mark(root)
             else:
-                task.execution.handle = {**task.execution.handle, **handle}
+                task.execution.handle = {**_run_handle(task), **handle}
                 task.execution.state = State.RUNNING
                 self._running[id(task)] = task
                 log.info("%s: started in %s", task, handle["workdir"])
@@ -501,15 +490,15 @@ class Engine:
         return os.path.join(self.workdir, f"{task.persistent_id}.{attempt}")
 
     def _launch(self, task: Application) -> tuple[dict[str, Any] | None, Exception | None]:
-        workdir = task.execution.handle["workdir"]
+        workdir = _run_handle(task)["workdir"]
         try:
-            _stage_in(task, workdir)
+            stage_in(task, workdir)
             return self.executor.submit(task, workdir), None
         except (OSError, Error) as err:
             return None, err
 
     def _poll(self, task: Application, block: bool = False) -> Outcome | None:
-        handle = task.execution.handle
+        handle = _run_handle(task)
         deadline = time.monotonic() + (5.0 if block else 0.0)
         while True:
             outcome = self.executor.poll(task, handle)
@@ -538,9 +527,10 @@ class Engine:
         execution.state = State.TERMINATING
         execution.exitcode = outcome.exitcode
         execution.signal = outcome.signal
-        notes = [note for note in (execution.handle.get("killed"), info, outcome.info) if note]
+        handle = _run_handle(task)
+        notes = [note for note in (handle.get("killed"), info, outcome.info) if note]
         try:
-            missing = _collect_outputs(task, execution.handle["workdir"], self._collected)
+            missing = collect_outputs(task, handle["workdir"], self._collected)
         except OSError as err:
             missing = [f"({err})"]
         if missing:
@@ -559,176 +549,15 @@ class Engine:
         self._ended.append(task)
         self._mark(task)
         root = self._root_of.get(id(task), task)
-        if root is not task and _update_collections(root):
+        if root is not task and update_collections(root):
             self._mark(root)
 
 
-# --- the task tree -------------------------------------------------------------------
-def _nodes(task: Task) -> Iterator[Task]:
-    yield task
-    for child in getattr(task, "tasks", None) or ():
-        yield from _nodes(child)
-
-
-def _leaves(task: Task) -> Iterator[Any]:
-    return (node for node in _nodes(task) if isinstance(node, Application))
-
-
-def _settled(task: Task) -> bool:
-    """Nothing more happens to ``task`` without a person: terminated, unknown or stopped."""
-    return task.execution.state in _SETTLED
-
-
-def _ready_leaves(task: Task) -> Iterator[Application]:
-    """NEW commands that may start now, in order."""
-    if _settled(task):
-        return
-    if isinstance(task, Application):
-        if task.execution.state == State.NEW:
-            yield task
-    elif isinstance(task, SequentialTaskCollection):
-        if task._current_task < len(task.tasks):
-            yield from _ready_leaves(task.tasks[task._current_task])
-    elif isinstance(task, (TaskCollection, RetryableTask)):
-        for child in task.tasks:
-            yield from _ready_leaves(child)
-
-
-def _update_collections(task: Task) -> bool:
-    """Recompute the state of the collections under ``task``; True if one changed.
-
-    A sequence moves past a child only once it TERMINATED, asking ``next()``;
-    a returncode that ``next()`` sets when it ends the sequence is kept,
-    otherwise a finished collection has returncode 0 if every child that ran
-    succeeded, else exit status 1.  A collection waiting on an UNKNOWN or
-    STOPPED child takes that state.  A parameter sweep first adds its next
-    chunk if it is due (:meth:`~gc3session.workflow.ChunkedParameterSweep.grow`);
-    a retryable task follows :func:`_update_retryable`.
-    """
-    if task.execution.state == State.TERMINATED:
-        return False
-    if isinstance(task, RetryableTask):
-        return _update_collections(task.task) | _update_retryable(task)
-    if not isinstance(task, TaskCollection):
-        return False
-    changed = isinstance(task, ChunkedParameterSweep) and task.grow()
-    for child in task.tasks:
-        changed |= _update_collections(child)
-    execution = task.execution
-    before = (execution.state, execution.returncode)
-    rc_from_hook = False
-    blocked: State | None = None
-    if isinstance(task, SequentialTaskCollection):
-        while task._current_task < len(task.tasks):
-            child = task.tasks[task._current_task]
-            if child.execution.state != State.TERMINATED:
-                if child.execution.state in _SETTLED:
-                    blocked = child.execution.state
-                break
-            rc_before = execution.returncode
-            verdict = task.next(task._current_task)
-            if verdict == State.TERMINATED:
-                rc_from_hook = execution.returncode != rc_before
-                task._current_task = len(task.tasks)
-                break
-            task._current_task += 1
-        finished = task._current_task >= len(task.tasks)
-    else:
-        finished = all(_settled(child) for child in task.tasks)
-        stuck = [c.execution.state for c in task.tasks if c.execution.state in (State.UNKNOWN, State.STOPPED)]
-        if finished and stuck:
-            finished, blocked = False, stuck[0]
-    if finished:
-        if not rc_from_hook:
-            failed = any(c.execution.returncode != 0 for c in task.tasks
-                         if c.execution.state == State.TERMINATED)
-            execution.returncode = 1 << 8 if failed else 0
-        execution.state = State.TERMINATED
-    elif blocked is not None:
-        execution.state = blocked
-    else:
-        execution.state = State.RUNNING if any(c.execution.state != State.NEW for c in task.tasks) \
-            else State.NEW
-    return changed or (execution.state, execution.returncode) != before
-
-
-def _update_retryable(task: RetryableTask) -> bool:
-    """Follow the wrapped task; when it ended, run it again or end; True if something changed.
-
-    A wrapped task that TERMINATED is put back to NEW if ``retry()`` says so
-    (``retried`` grows by one and this task stays RUNNING); otherwise this
-    task ends with its ``returncode``.  An UNKNOWN or STOPPED wrapped task
-    blocks this one in that state.
-    """
-    execution, inner = task.execution, task.task.execution
-    before = (execution.state, execution.returncode, task.retried)
-    if inner.state == State.TERMINATED:
-        if task.retry():
-            task.retried += 1
-            for node in _nodes(task.task):  # a wrapped collection runs again as a whole
-                node.redo()
-                if isinstance(node, SequentialTaskCollection):
-                    node._current_task = 0
-            inner.info = f"run again after a failure (retry {task.retried} of {task}" \
-                         f"{'' if not task.max_retries else f', at most {task.max_retries}'})"
-            execution.state = State.RUNNING
-        else:
-            execution.returncode = inner.returncode
-            execution.state = State.TERMINATED
-    elif inner.state in (State.UNKNOWN, State.STOPPED):
-        execution.state = inner.state
-    elif inner.state != State.NEW or execution.state != State.NEW:
-        execution.state = State.RUNNING
-    return (execution.state, execution.returncode, task.retried) != before
-
-
-# --- files ------------------------------------------------------------------------------
-def _stage_in(task: Application, workdir: str) -> None:
-    """Make the run's working directory and link (or copy) the declared inputs into it."""
-    fsio.make_dirs(workdir, durable=False)
-    for source, name in task.inputs.items():
-        if not is_plain_relative(name):  # checked again: a loaded record may come from anyone
-            raise InvalidValue(f"input name {name!r} of {task} leaves its run directory")
-        target = os.path.join(workdir, name)
-        if os.path.dirname(name):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-        try:
-            os.link(source, target)
-        except FileNotFoundError:
-            raise  # a missing input fails the run
-        except OSError:
-            shutil.copy2(source, target)  # another file system, or links not allowed
-
-
-def _collect_outputs(task: Application, workdir: str, collected: list[str]) -> list[str]:
-    """Move declared outputs and the std streams into ``output_dir``; return missing outputs.
-
-    The moved files are appended to ``collected``: the engine syncs them
-    before it saves the task TERMINATED, since a task that a power cut leaves
-    "done" must not have lost its outputs (it would never run again).
-    """
-    missing: list[str] = []
-    wanted = dict(task.outputs)
-    for stream in {task.stdout, task.stderr} - {None}:
-        wanted.setdefault(stream, stream)
-    if not wanted:
-        return missing
-    os.makedirs(task.output_dir, exist_ok=True)
-    for name, dest in wanted.items():
-        if not (is_plain_relative(name) and is_plain_relative(dest)):
-            missing.append(name)  # checked again: a loaded record may come from anyone
-            continue
-        source = os.path.join(workdir, name)
-        target = os.path.join(task.output_dir, dest)
-        if not os.path.exists(source):
-            if name in task.outputs and not os.path.exists(target):
-                missing.append(name)
-            continue  # a stream, or collected by an earlier, interrupted finish
-        if os.path.dirname(dest):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.move(source, target)
-        collected.append(target)
-    return missing
+def _run_handle(task: Application) -> dict[str, Any]:
+    """The handle of a run the engine started or adopted: every such run has one."""
+    handle = task.execution.handle
+    assert handle is not None, f"{task} has no run handle"
+    return handle
 
 
 __all__ = ["Engine", "GROUP_COMMIT_INTERVAL", "GROUP_COMMIT_MAX", "RESUME_POLICIES",

@@ -40,7 +40,6 @@ import html
 import json
 import os
 import re
-import signal as signals
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -50,6 +49,7 @@ from .exceptions import InvalidType, InvalidValue
 from .persistence.url import StoreUrl
 from .report_assets import SCRIPT, STYLE
 from .reportdata import ReportData, duration, histogram, timeline
+from .run import signal_name
 from .summary import OUTCOMES, TaskSummary, is_epoch, outcome
 from .task import State
 
@@ -256,10 +256,7 @@ def _when(epoch: float | None) -> str:
 
 
 def _signal_name(number: int) -> str:
-    try:
-        return f"{signals.Signals(number).name} ({number})"
-    except ValueError:
-        return f"signal {number}"
+    return f"{signal_name(number)} ({number})"
 
 
 def _status(summary: Mapping[str, Any]) -> str:

@@ -14,6 +14,7 @@ holds the code, so moving code never changes what records say.
 from __future__ import annotations
 
 import enum
+import signal as signals
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
 
 #: Messages kept in a task's history; older ones are dropped first.
 HISTORY_LIMIT = 1000
+#: Pseudo-signal of a run whose command succeeded but a declared output is missing.
+SIGNAL_DATA_STAGING = 121
+#: Pseudo-signal of a run whose ``terminated()`` hook raised.
+SIGNAL_HOOK_FAILED = 123
+#: What the pseudo-signals mean.  They sit above any real signal number, so
+#: that an outcome the command cannot report itself still counts as a failure.
+_PSEUDO_SIGNALS = {SIGNAL_DATA_STAGING: "missing outputs", SIGNAL_HOOK_FAILED: "terminated() failed"}
 
 
 class State(str, enum.Enum):
@@ -222,4 +230,21 @@ for _cls in (State, History, Run):
     _cls.__module__ = "gc3session.task"
 del _cls
 
-__all__ = ["HISTORY_LIMIT", "History", "Run", "State"]
+def signal_name(number: int | None) -> str | None:
+    """The name of a ``Run.signal``: ``SIGKILL`` for 9, what a pseudo-signal means, None for none.
+
+    >>> signal_name(9), signal_name(SIGNAL_HOOK_FAILED), signal_name(0)
+    ('SIGKILL', 'terminated() failed', None)
+    """
+    if not number:
+        return None
+    if number in _PSEUDO_SIGNALS:
+        return _PSEUDO_SIGNALS[number]
+    try:
+        return signals.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+__all__ = ["HISTORY_LIMIT", "SIGNAL_DATA_STAGING", "SIGNAL_HOOK_FAILED", "History", "Run", "State",
+           "signal_name"]

@@ -201,6 +201,18 @@ class Application(Task):
     example ``self.execution.returncode = 1`` when an output is wrong).
     """
 
+    # set by __init__ through Task's attribute dictionary; declared for type checkers
+    arguments: list[str]
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    output_dir: str
+    stdout: str | None
+    stderr: str | None
+    environment: dict[str, str]
+    requested_cores: int
+    requested_memory: int | None
+    requested_walltime: float | None
+
     def __init__(self, arguments: "str | Iterable[str]", inputs: "Iterable[str] | dict[str, str]" = (),
                  outputs: "Iterable[str] | dict[str, str]" = (), output_dir: str | None = None,
                  stdout: str | None = "stdout.txt", stderr: str | None = "stderr.txt",
