@@ -77,9 +77,9 @@ import os
 import time
 from typing import Any, Callable
 
-from . import fsio
 from .exceptions import Error, ExecutorUnavailableError, InvalidValue
 from .executors import Executor, Outcome, make_executor
+from .groupcommit import GROUP_COMMIT_INTERVAL, GROUP_COMMIT_MAX, GroupCommit
 from .run import SIGNAL_DATA_STAGING, SIGNAL_HOOK_FAILED
 from .rundir import collect_outputs, stage_in
 from .session import Session
@@ -88,10 +88,6 @@ from .tasktree import ACTIVE, is_settled, leaves, nodes, ready_leaves, update_co
 from .workflow import RetryableTask
 
 RESUME_POLICIES = ("rerun", "report")
-#: The group-commit window of scripts (seconds; module docstring, "Group commit").
-GROUP_COMMIT_INTERVAL = 0.5
-#: A group commit happens at the latest when this many top-level tasks changed.
-GROUP_COMMIT_MAX = 2000
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +121,7 @@ class Engine:
         self.workdir = workdir or os.path.join(session.path, "runs")
         self.resume_policy = resume_policy
         self.commit_interval = commit_interval
+        self._commits = GroupCommit(session, commit_interval)
         self._running: dict[int, Application] = {}
         self._root_of: dict[int, Task] = {}
         # roots never started, in session order, and roots started but not settled:
@@ -132,11 +129,6 @@ class Engine:
         # so its cost does not grow with the number of waiting tasks
         self._pending: collections.deque[Task] = collections.deque()
         self._active: list[Task] = []
-        self._dirty: dict[int, Task] = {}
-        self._collected: list[str] = []  # output files moved in this pass, not yet synced
-        self._dirty_since = 0.0  # when the oldest change not yet committed was made
-        self._urgent = False  # a change the run directories cannot tell: commit before starting
-        self._ended: list[Application] = []  # finished, logged once their state is committed
         self._resumed = False
         self._starter: concurrent.futures.ThreadPoolExecutor | None = None
         for task in session:
@@ -152,7 +144,7 @@ class Engine:
         """
         if task not in self.session:
             self.session.add(task, flush=False)
-            self._urgent = True
+            self._commits.urgent = True
         self._track(task)
 
     def progress(self) -> None:
@@ -171,10 +163,10 @@ class Engine:
             root = self._pending.popleft()
             self._active.append(root)
             grown |= self._collect(root, starting)
-        if grown or (self._urgent and starting):
+        if grown or (self._commits.urgent and starting):
             # a node that joined a tree is on disk, with its root, before any of its commands
             # starts; so are the resume's findings, before a run number is taken again
-            self._persist()
+            self._commits.commit()
         self._start(starting)
         for root in list(self._active):
             if update_collections(root):
@@ -182,15 +174,8 @@ class Engine:
             self._join(root)  # children next() appended just now: saved below, started next pass
             if is_settled(root):
                 self._active.remove(root)
-        if self._commit_due():
-            self._persist()
-
-    def _commit_due(self) -> bool:
-        """Whether the changes kept so far must be committed at the end of this pass."""
-        if not (self._dirty or self._collected):
-            return False
-        return (self.commit_interval <= 0 or self._urgent or len(self._dirty) >= GROUP_COMMIT_MAX
-                or time.monotonic() - self._dirty_since >= self.commit_interval or self.idle)
+        if self._commits.due() or (self._commits.pending and self.idle):
+            self._commits.commit()
 
     @property
     def idle(self) -> bool:
@@ -205,9 +190,9 @@ class Engine:
             if task.requested_walltime:
                 deadline = _run_handle(task)["submitted"] + task.requested_walltime
                 timeout = min(timeout, max(0.0, deadline - now) + 0.01)
-        if self._dirty and self.commit_interval > 0:  # the next pass commits in time
-            due = self._dirty_since + self.commit_interval - time.monotonic()
-            timeout = min(timeout, max(0.0, due))
+        left = self._commits.seconds_left()
+        if left is not None:  # the next pass commits in time
+            timeout = min(timeout, left)
         self.executor.wait([_run_handle(t) for t in self._running.values()], timeout)
 
     def run_until_done(self, poll_interval: float = 1.0,
@@ -260,15 +245,15 @@ class Engine:
         if update_collections(root):
             self._mark(root)
         self._join(root)
-        self._persist()
+        self._commits.commit()
 
     def counts(self) -> dict[str, int]:
         """Top-level tasks by state, plus ``ok``, ``failed`` and ``total``.
 
         Changes kept for a group commit are committed first: what it reports is on disk.
         """
-        if self._dirty or self._collected:
-            self._persist()
+        if self._commits.pending:
+            self._commits.commit()
         result = {state.value: 0 for state in State}
         result.update(ok=0, failed=0, total=0)
         for task in self.session:
@@ -281,7 +266,7 @@ class Engine:
 
     def close(self) -> None:
         """Persist and release the executor (running commands go on)."""
-        self._persist()
+        self._commits.commit()
         if self._starter is not None:
             self._starter.shutdown()
             self._starter = None
@@ -342,27 +327,7 @@ class Engine:
 
     def _mark(self, task: Task, urgent: bool = False) -> None:
         """Keep ``task``'s top-level task for the next commit (``urgent``: before any start)."""
-        root = self._root_of.get(id(task), task)
-        if not self._dirty:
-            self._dirty_since = time.monotonic()
-        self._dirty[id(root)] = root
-        self._urgent |= urgent
-
-    def _persist(self) -> None:
-        if self._collected:
-            # Outputs first, states second: a task saved TERMINATED never lost
-            # the files it produced.  One sync for the pass, not one per file.
-            if self.session.durable:
-                fsio.sync_files(self._collected)
-            self._collected.clear()
-        if self._dirty:
-            self.session.save_many(list(self._dirty.values()))
-            self._dirty.clear()
-        self._urgent = False
-        self.session.flush()
-        for task in self._ended:  # reported once on disk
-            log.info("%s: terminated with return code %s", task, task.execution.returncode)
-        self._ended.clear()
+        self._commits.keep(self._root_of.get(id(task), task), urgent)
 
     # --- resume ----------------------------------------------------------------------
     def _resume(self) -> None:
@@ -482,7 +447,7 @@ class Engine:
                 log.info("%s: started in %s", task, handle["workdir"])
             self._mark(task)
         if unavailable is not None:
-            self._persist()
+            self._commits.commit()
             raise unavailable
 
     def _run_dir(self, task: Application, attempt: int) -> str:
@@ -530,7 +495,7 @@ class Engine:
         handle = _run_handle(task)
         notes = [note for note in (handle.get("killed"), info, outcome.info) if note]
         try:
-            missing = collect_outputs(task, handle["workdir"], self._collected)
+            missing = collect_outputs(task, handle["workdir"], self._commits.collected)
         except OSError as err:
             missing = [f"({err})"]
         if missing:
@@ -546,7 +511,7 @@ class Engine:
             log.exception("%s: terminated() failed", task)
             execution.signal = SIGNAL_HOOK_FAILED
             execution.info = f"terminated() failed: {err!r}"
-        self._ended.append(task)
+        self._commits.ended.append(task)
         self._mark(task)
         root = self._root_of.get(id(task), task)
         if root is not task and update_collections(root):

@@ -16,12 +16,10 @@ step (:func:`inject_faults`):
   ``cut_tail`` a final line left without its newline by a crash is cut off
   first, so the new line never glues onto a torn one; bytes that no
   interrupted append leaves are refused instead of cut.
-* :func:`read_bytes` and :func:`open_regular` -- every file gc3session reads,
-  appends to or locks is opened without following a symlink and without
-  blocking, and only if it is a regular file: a FIFO planted in place of a
-  record or of the id counter raises
-  :class:`~gc3session.exceptions.NotRegularFileError` at once instead of
-  hanging the reader (possibly while it holds a lock).
+* :func:`read_bytes` and :func:`open_regular` (from :mod:`gc3session.regularfile`,
+  re-exported here) -- every file gc3session reads, appends to or locks is
+  opened without following a symlink and without blocking, and only if it
+  is a regular file.
 
 ``durable=False`` skips every ``fsync`` (kill -9 safe, not power-cut safe); it
 is the explicit "GC3Pie durability" option, never the default.
@@ -36,10 +34,12 @@ import contextlib
 import errno
 import os
 import secrets
-import stat
 from typing import Callable, Iterator
 
-from .exceptions import NotRegularFileError, StoreWriteError
+from .exceptions import StoreWriteError
+from .regularfile import open_regular as open_regular
+from .regularfile import open_regular_stat
+from .regularfile import read_bytes as read_bytes
 
 TMP_SUFFIX = ".tmp"
 _TAIL = 4096
@@ -216,7 +216,7 @@ def append(path: str, data: bytes, *, durable: bool = True,
         nothing was written.
     """
     try:
-        fd, status = _open_regular(path, os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0),
+        fd, status = open_regular_stat(path, os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0),
                                    mode)
     except OSError as err:
         raise _fail("open", path, err) from err
@@ -406,89 +406,3 @@ def create_private(path: str) -> bool:
     except OSError as err:
         raise _fail("create", path, err) from err
     return True
-
-
-def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
-    """Open ``path`` with ``flags``, only if it is a regular file; return the descriptor.
-
-    The open never follows a symlink (ELOOP) and never blocks: ``O_NONBLOCK``
-    makes the open of a FIFO return at once instead of waiting for a writer
-    (or a reader), and the ``fstat`` of the open descriptor -- not of the name,
-    which could be swapped in between -- then refuses anything but a regular
-    file.  On a regular file ``O_NONBLOCK`` changes nothing.
-
-    :raises NotRegularFileError: for a FIFO, socket, device or directory.
-    :raises OSError: as ``os.open`` does otherwise (ENOENT, ELOOP, EACCES...).
-    """
-    return _open_regular(path, flags, mode)[0]
-
-
-def _open_regular(path: str, flags: int, mode: int = 0o600) -> tuple[int, os.stat_result]:
-    """:func:`open_regular`, also returning the ``fstat`` of the descriptor."""
-    try:
-        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    except OSError as err:
-        # A socket (ENXIO), a FIFO opened for writing without a reader (ENXIO),
-        # a directory opened for writing (EISDIR): say what is there.
-        if err.errno not in (errno.ENXIO, errno.ENODEV, errno.EISDIR):
-            raise
-        try:
-            kind = os.lstat(path).st_mode
-        except OSError:
-            raise err from None  # gone meanwhile: the open's own error says enough
-        if stat.S_ISREG(kind):
-            raise
-        raise _not_regular(path, kind) from err
-    try:
-        status = os.fstat(fd)
-    except OSError:
-        os.close(fd)
-        raise
-    if not stat.S_ISREG(status.st_mode):
-        os.close(fd)
-        raise _not_regular(path, status.st_mode)
-    return fd, status
-
-
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISDIR, "a directory"))
-
-
-def _not_regular(path: str, mode: int) -> NotRegularFileError:
-    kind = next((name for test, name in _KINDS if test(mode)), "an unknown kind of file")
-    reason = f"not a regular file but {kind}"
-    return NotRegularFileError(f"{path} is {reason}; it was neither read nor written",
-                               path=path, kind=kind, strerror=reason, errno=errno.EINVAL)
-
-
-def read_bytes(path: str, on_missing: Callable[[], bytes] | None = None) -> bytes:
-    """Read a whole regular file, looping over short reads (see :func:`open_regular`).
-
-    ``on_missing`` supplies the result for ENOENT if given.  Refusing
-    symlinks keeps a link planted in a session or store directory from
-    making gc3session read a file outside it; refusing FIFOs and devices
-    keeps it from blocking forever or reading endless bytes.
-
-    :raises NotRegularFileError: for a FIFO, socket, device or directory.
-
-    The first read asks for one byte more than the file's size: fewer bytes
-    than asked for mean the end of the file, so a file that did not grow is
-    read with one ``read`` (a record load makes one system call less).
-    """
-    try:
-        fd, status = _open_regular(path, os.O_RDONLY)
-    except FileNotFoundError:
-        if on_missing is not None:
-            return on_missing()
-        raise
-    try:
-        first = os.read(fd, status.st_size + 1)
-        if len(first) <= status.st_size:
-            return first
-        chunks = [first]
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)

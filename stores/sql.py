@@ -218,8 +218,13 @@ class SqlStore(RecordStore):
             yield conn
 
     def _retry(self, operation: Callable[[], _T], step: str = "commit") -> _T:
-        """Run ``operation`` again while it fails with a transient error (:func:`sqlengine.retry`)."""
-        return retry(operation, engine=self._engine_obj, deadline=self.retry_deadline, step=step,
+        """Run ``operation`` again while it fails with a transient error (:func:`sqlengine.retry`).
+
+        The engine is made first if need be: it says which driver errors to retry, and
+        the first statement of a store (a point read or write on the driver's own
+        connection) must be retried like any other.
+        """
+        return retry(operation, engine=self._engine, deadline=self.retry_deadline, step=step,
                      location=self.location("-"), table=self.table_name)
 
     # --- primitives --------------------------------------------------------------
