@@ -84,4 +84,4 @@ def test_importing_the_file_primitives_loads_nothing_else() -> None:
          "print(' '.join(sorted(m for m in sys.modules if m.startswith('gc3session'))))"],
         capture_output=True, text=True, timeout=60, check=True)
     assert probe.stdout.split() == ["gc3session", "gc3session.exceptions", "gc3session.fsio",
-                                    "gc3session.locking"]
+                                    "gc3session.locking", "gc3session.regularfile"]

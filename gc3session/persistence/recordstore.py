@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import abc
 import builtins
-import weakref
 from typing import Any, Iterable, Mapping
 
 from ..exceptions import CorruptRecordError, LoadError, SerializationError
 from .decoding import Decoder
 from .home import settle
 from .idfactory import Id, IdFactory, check_id, is_valid_id
+from .objectcache import CacheMemo, WeakCache
 from .record import Record, parse_header
 from .serialization import encode
 from .store import Store
@@ -75,7 +75,7 @@ class RecordStore(Store):
             else idfactory.for_store(self._allocate_counted)
         super().__init__(url, durable=durable, trusted=trusted, readonly=readonly,
                          idfactory=factory)
-        self._cache = _WeakCache()
+        self._cache = WeakCache()
         #: every sequence number below this one is known to be handed out by the counter
         self._counter_floor = 0
 
@@ -228,7 +228,7 @@ class RecordStore(Store):
             data = batch.pop(pid, None)
             return data if data is not None else self._read(pid)
 
-        decoder = Decoder(fetch, self.location, _CacheMemo(self), trusted=self.trusted)
+        decoder = Decoder(fetch, self.location, self._memo(), trusted=self.trusted)
         result: dict[str, Any] = {}
         for pid in pids:
             try:
@@ -378,45 +378,11 @@ class RecordStore(Store):
             settle(record.obj, here, record.id, self.owner)
 
     def _decoder(self) -> Decoder:
-        return Decoder(self._read, self.location, _CacheMemo(self), trusted=self.trusted)
+        return Decoder(self._read, self.location, self._memo(), trusted=self.trusted)
 
-
-class _CacheMemo(dict):  # type: ignore[type-arg]
-    """A load's memo that also consults and fills the store's weak cache.
-
-    Every object a load creates passes through :meth:`__setitem__`: that is
-    where it is noted as being at home in the store.
-    """
-
-    def __init__(self, store: RecordStore) -> None:
-        super().__init__()
-        self._cache = store._cache
-        self._home = store.home
-        self._owner = store.owner
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return super().__getitem__(key)
-        except KeyError:
-            found = self._cache.get(key)
-            if found is None:
-                raise
-            return found
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        found = super().get(key)
-        if found is None:
-            found = self._cache.get(key)
-        return default if found is None else found
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self._cache.put(key, value)
-        settle(value, self._home, key, self._owner)
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self._cache.pop(key, None)
-        return super().pop(key, *default)
+    def _memo(self) -> CacheMemo:
+        """The memo of one load: it consults and fills this store's object cache."""
+        return CacheMemo(self._cache, self.home, self.owner)
 
 
 def _checked(id_: Any) -> str:
@@ -424,51 +390,6 @@ def _checked(id_: Any) -> str:
     if not is_valid_id(id_):
         check_id(id_)  # raises InvalidValue naming it
     return str(id_)
-
-
-class _WeakCache:
-    """Objects by id, held weakly: what a store saved or loaded, while someone holds it.
-
-    A plain dict of weak references without callbacks, purged of dead ones
-    when it has doubled since the last purge (O(1) per object), instead of a
-    ``WeakValueDictionary``: its references carry a callback each, so they
-    cannot be shared, and the home registry (:func:`settle`) takes a weak
-    reference to the same object right after; a plain one is made once and
-    handed out again by ``weakref.ref``.
-    """
-
-    def __init__(self) -> None:
-        self._refs: dict[str, weakref.ref[Any]] = {}
-        self._purge_at = 1024
-
-    def get(self, key: str) -> Any:
-        """The live object cached under ``key``, or None."""
-        ref = self._refs.get(key)
-        return None if ref is None else ref()
-
-    def __contains__(self, key: str) -> bool:
-        return self.get(key) is not None
-
-    def put(self, key: str, obj: Any) -> None:
-        """Cache ``obj`` under ``key`` (objects that cannot be referenced weakly are not cached)."""
-        try:
-            self._refs[key] = weakref.ref(obj)
-        except TypeError:
-            self._refs.pop(key, None)
-            return
-        if len(self._refs) >= self._purge_at:
-            self._refs = {k: ref for k, ref in self._refs.items() if ref() is not None}
-            self._purge_at = max(1024, 2 * len(self._refs))
-
-    def pop(self, key: str, default: Any = None) -> Any:
-        """Forget ``key``; return its object if it was alive, else ``default``."""
-        ref = self._refs.pop(key, None)
-        found = None if ref is None else ref()
-        return default if found is None else found
-
-    def clear(self) -> None:
-        """Forget every object."""
-        self._refs.clear()
 
 
 __all__ = ["RecordStore"]
