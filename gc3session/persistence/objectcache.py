@@ -2,9 +2,10 @@
 
 A record store keeps what it saved or loaded in a :class:`WeakCache`, for as
 long as someone else holds the object: a second ``load`` of the id, and a
-reference to it inside another record, give the same object.  A load fills it through :class:`CacheMemo`, the memo its decoder
-uses, which is also where each object a load creates is noted as being at
-home in the store (:func:`~gc3session.persistence.home.settle`).
+reference to it inside another record, give the same object.  A load fills
+it through :class:`CacheMemo`, the memo its decoder uses, which is also
+where each object a load creates is noted as being at home in the store
+(:func:`~gc3session.persistence.home.settle`).
 """
 
 from __future__ import annotations
