@@ -16,9 +16,10 @@ copied twice:
   interpreter (gc3session's dependencies, SQLAlchemy 2), after the listed
   textual patches of their SQLAlchemy 1.x idioms
   (:mod:`benchmarks.compat.patches`, printed as applied); PlainBox's run in
-  PlainBox's virtualenv with this repository on ``PYTHONPATH``, so its job
-  units, results and test helpers are PlainBox's own and only its session
-  layer is gc3session's.
+  PlainBox's virtualenv, so its job units, results and test helpers are
+  PlainBox's own and only its session layer is gc3session's.  Both sides
+  find gc3session on ``PYTHONPATH`` in its installed layout
+  (:func:`installed_layout`), whatever is installed in either interpreter.
 
 GC3Pie's doctests (``gc3libs/session.py``, ``gc3libs/persistence/*.py``) are
 extracted from the source into test files that run on both sides with one
@@ -151,6 +152,24 @@ def prepare(peer: Peer, source: str, directory: str, side: str) -> list[str]:
     return notes
 
 
+def installed_layout(workdir: str) -> str:
+    """A directory holding ``gc3session/`` as ``pip install`` lays it out; return it.
+
+    The repository keeps ``stores/`` at its top and setup.cfg installs it
+    as ``gc3session.stores``, so the repository itself on ``PYTHONPATH``
+    has no ``gc3session.stores``.  The layout is made of symbolic links to
+    the repository's files: the code under test is this checkout's.
+    """
+    layout = os.path.join(workdir, "gc3session-layout")
+    package = os.path.join(layout, "gc3session")
+    os.makedirs(package)
+    for name in os.listdir(os.path.join(ROOT, "gc3session")):
+        if name != "__pycache__":
+            os.symlink(os.path.join(ROOT, "gc3session", name), os.path.join(package, name))
+    os.symlink(os.path.join(ROOT, "stores"), os.path.join(package, "stores"))
+    return layout
+
+
 def run_side(python: str, directory: str, pythonpath: str | None) -> dict[str, dict[str, str]]:
     """Run pytest in ``directory``; return ``{file: {test id: outcome}}`` from its JUnit report."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -228,7 +247,7 @@ def render_markdown(rows: list[list[str]], notes: list[str], regressions: list[s
     return "\n".join(lines) + "\n"
 
 
-def measure(peer: Peer, workdir: str) -> tuple[list[list[str]], list[str], list[str]]:
+def measure(peer: Peer, workdir: str, layout: str) -> tuple[list[list[str]], list[str], list[str]]:
     """Download, prepare and run one peer on both sides."""
     print(f"{peer.requirement}: preparing the original's virtualenv", flush=True)
     python = peer_python(peer)
@@ -242,7 +261,7 @@ def measure(peer: Peer, workdir: str) -> tuple[list[list[str]], list[str], list[
             interpreter, path = python, None
         else:
             interpreter = python if peer.key == "plainbox" else sys.executable
-            path = ROOT
+            path = layout
         print(f"{peer.requirement}: running its tests on {side}", flush=True)
         sides[side] = run_side(interpreter, directory, path)
     for note in notes:
@@ -272,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     regressions: list[str] = []
     try:
+        layout = installed_layout(workdir)
         for key in [args.only] if args.only else sorted(PEERS):
-            peer_rows, peer_notes, peer_regressions = measure(PEERS[key], workdir)
+            peer_rows, peer_notes, peer_regressions = measure(PEERS[key], workdir, layout)
             rows += peer_rows
             notes += peer_notes
             regressions += [f"{key}: {test}" for test in peer_regressions]
