@@ -122,6 +122,7 @@ def serialize(content: dict[str, Any]) -> bytes:
 def build(repo: str, jobs: int, large: bool) -> SessionManager:
     """A session of ``jobs`` jobs with their results (not measured)."""
     manager = SessionManager.create(SessionStorageRepository(repo), prefix="bench-")
+    manager.add_local_device_context()
     state = manager.state
     for n in range(jobs):
         state.add(Task(**definition(n)), flush=False)

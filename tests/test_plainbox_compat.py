@@ -98,6 +98,7 @@ def test_manager_factories_take_repo_and_legacy_mode(tmp_path: Any) -> None:
     ``create_with_state(state, repo, legacy_mode)`` as PlainBox 0.38 spells them."""
     repo = SessionStorageRepository(str(tmp_path / "repo"))
     with SessionManager.create(repo, True, "plain-") as manager:
+        manager.add_local_device_context()
         assert repo.get_last_storage() == manager.storage
         assert manager.storage.id.startswith("plain-")
     with SessionManager.create_with_unit_list(_jobs(), repo, True) as manager:
@@ -117,6 +118,7 @@ def test_app_blob_defaults_to_none_and_is_saved_as_null(tmp_path: Any) -> None:
     """``SessionMetaData().app_blob is None`` (PlainBox 0.38), written ``null`` and read back as None."""
     assert SessionMetaData().app_blob is None
     with SessionManager.create(SessionStorageRepository(str(tmp_path))) as manager:
+        manager.add_local_device_context()
         manager.checkpoint()
         document = json.loads(gzip.decompress(manager.storage.load_checkpoint()))
         assert document["session"]["metadata"]["app_blob"] is None
@@ -128,6 +130,7 @@ def test_app_blob_defaults_to_none_and_is_saved_as_null(tmp_path: Any) -> None:
 def test_an_empty_version_6_checkpoint_is_what_plainbox_writes(tmp_path: Any) -> None:
     """Only the keys PlainBox 0.38 writes, byte for byte inside the gzip."""
     with SessionManager.create(SessionStorageRepository(str(tmp_path))) as manager:
+        manager.add_local_device_context()
         manager.suspend_version = 6
         manager.checkpoint()
         text = gzip.decompress(manager.storage.load_checkpoint())
@@ -139,6 +142,7 @@ def test_an_empty_version_6_checkpoint_is_what_plainbox_writes(tmp_path: Any) ->
 def test_version_6_keeps_rejected_jobs_and_custom_joblist_when_they_are_set(tmp_path: Any) -> None:
     """The two later version 6 keys are written when they hold something, so nothing is lost."""
     with SessionManager.create(SessionStorageRepository(str(tmp_path))) as manager:
+        manager.add_local_device_context()
         manager.suspend_version = 6
         manager.state.metadata.rejected_jobs = ["echo"]
         manager.state.metadata.custom_joblist = True

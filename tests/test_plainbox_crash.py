@@ -66,6 +66,7 @@ def _units() -> list[Task]:
 def test_random_kills_never_lose_or_tear_a_checkpoint(tmp_path: Any) -> None:
     """Every round: kill -9 mid-loop, then the checkpoint loads, complete, and is the newest possible."""
     with SessionManager.create(SessionStorageRepository(str(tmp_path))) as manager:
+        manager.add_local_device_context()
         manager.state.add(_units()[0])
         manager.state.metadata.title = "0"
         manager.state.metadata.app_blob = _payload(0)

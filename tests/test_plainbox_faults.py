@@ -43,6 +43,7 @@ def _units() -> list[Task]:
 
 def _setup(root: str) -> SessionManager:
     manager = SessionManager.create(SessionStorageRepository(root))
+    manager.add_local_device_context()
     manager.state.add(_units()[0])
     manager.state.metadata.title = OLD
     manager.checkpoint()

@@ -156,6 +156,7 @@ def test_plainbox_storage_loads_the_bytes_our_storage_saved(pb: str, tmp_path: A
     storage = SessionStorage.create(str(tmp_path), prefix="interop-")
     assert peer.call(pb, "load", {"location": storage.location}) == {"data": ""}  # none yet: b''
     with SessionManager.create(SessionStorageRepository(str(tmp_path / "other"))) as manager:
+        manager.add_local_device_context()
         fill_ours(manager)
         first = SessionSuspendHelper().suspend(manager.state, manager.storage.location)
         manager.state.metadata.flags.discard("incomplete")
@@ -172,6 +173,7 @@ def test_each_side_lists_the_storages_of_the_other(pb: str, tmp_path: Any) -> No
     repo = str(tmp_path)
     theirs = write_with_plainbox(pb, repo)
     with SessionManager.create(SessionStorageRepository(repo), prefix="ours-") as manager:
+        manager.add_local_device_context()
         manager.checkpoint()
         ours = manager.storage
     expected = {(theirs["id"], theirs["location"]), (ours.id, ours.location)}
@@ -187,6 +189,7 @@ def test_an_interrupted_checkpoint_is_handled_by_the_other_side(pb: str, tmp_pat
     PlainBox loads our new checkpoint and saves over it again.
     """
     with SessionManager.create(SessionStorageRepository(str(tmp_path))) as manager:
+        manager.add_local_device_context()
         fill_ours(manager)
         manager.checkpoint()
         storage = manager.storage
@@ -215,6 +218,7 @@ def test_plainbox_peeks_the_metadata_of_our_checkpoint(pb: str, tmp_path: Any) -
     cleanly as an unsupported version, which is why format 6 is written for it.
     """
     with SessionManager.create(SessionStorageRepository(str(tmp_path))) as manager:
+        manager.add_local_device_context()
         fill_ours(manager)
         manager.checkpoint()
         refused = peer.call(pb, "peek", {"location": manager.storage.location})
@@ -232,6 +236,7 @@ def test_plainbox_resumes_our_version_6_checkpoint(pb: str, tmp_path: Any) -> No
     reads that file through the relative name in the checkpoint.
     """
     with SessionManager.create(SessionStorageRepository(str(tmp_path))) as manager:
+        manager.add_local_device_context()
         fill_ours(manager)
         # Format 6, the newest PlainBox 0.38 reads, through the helper rather than the manager.
         manager.storage.save_checkpoint(SessionSuspendHelper(version=6).suspend(manager.state,

@@ -41,6 +41,7 @@ def repo(tmp_path: Any) -> SessionStorageRepository:
 def test_create_gives_an_empty_state_living_in_a_new_storage(repo: SessionStorageRepository) -> None:
     """After create(): a storage with io-logs/, a state that is a gc3session Session in it, no jobs."""
     with SessionManager.create(repo, prefix="my run-") as manager:
+        manager.add_local_device_context()
         state = manager.state
         assert isinstance(state, SessionState) and isinstance(state, Session)
         assert len(state) == 0 and state.list_names() == set() and dict(state.job_state_map) == {}
@@ -56,6 +57,7 @@ def test_create_without_a_repository_uses_the_default_location(tmp_path: Any,
     """repo=None means $PLAINBOX_SESSION_REPOSITORY (or the XDG cache)."""
     monkeypatch.setenv("PLAINBOX_SESSION_REPOSITORY", str(tmp_path / "env-repo"))
     with SessionManager.create() as manager:
+        manager.add_local_device_context()
         assert os.path.dirname(manager.storage.location) == str(tmp_path / "env-repo")
 
 
@@ -63,6 +65,7 @@ def test_jobs_results_and_metadata_survive_checkpoint_and_resume(repo: SessionSt
     """The whole user story: add jobs, record results, checkpoint, resume in a new manager."""
     units = _units()
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         state = manager.state
         for job in units[:2]:
             state.add(job)
@@ -98,6 +101,7 @@ def test_jobs_results_and_metadata_survive_checkpoint_and_resume(repo: SessionSt
 def test_resume_reuses_the_records_of_the_session(repo: SessionStorageRepository) -> None:
     """Resuming many times does not pile up task records: each job keeps its record id."""
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         for job in _units():
             manager.state.add(job)
         ids = {t.jobname: t.persistent_id for t in manager.state}
@@ -115,6 +119,7 @@ def test_desired_and_mandatory_ids_are_not_multiplied_by_resume_cycles(
         repo: SessionStorageRepository) -> None:
     """PlainBox added one more copy of each mandatory id per resume; here the lists stay as they were."""
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         for job in _units():
             manager.state.add(job)
         manager.state.mandatory_job_list = ["network"]
@@ -133,6 +138,7 @@ def test_desired_and_mandatory_ids_are_not_multiplied_by_resume_cycles(
 def test_a_job_changed_since_the_checkpoint_is_refused(repo: SessionStorageRepository) -> None:
     """load_session raises IncompatibleJobError and leaves the storage as it was."""
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         manager.state.add(Task(jobname="disk-smart", command="smartctl -a /dev/sda"))
         manager.checkpoint()
         storage = manager.storage
@@ -145,6 +151,7 @@ def test_a_job_changed_since_the_checkpoint_is_refused(repo: SessionStorageRepos
 def test_checkpoint_breaks_a_stale_lock_once(repo: SessionStorageRepository) -> None:
     """A session.next left by a killed checkpoint does not stop the next one."""
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         manager.checkpoint()
         next_file = os.path.join(manager.storage.location, "session.next")
         with open(next_file, "wb") as torn:
@@ -159,6 +166,7 @@ def test_checkpoint_breaks_a_stale_lock_once(repo: SessionStorageRepository) -> 
 def test_load_of_a_storage_never_checkpointed_is_corrupted(repo: SessionStorageRepository) -> None:
     """An empty checkpoint cannot be resumed (PlainBox's behaviour)."""
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         storage = manager.storage
     with pytest.raises(CorruptedSessionError, match="JSON"):
         SessionManager.load_session(_units(), storage)
@@ -176,6 +184,7 @@ def test_load_of_a_vanished_storage_starts_a_fresh_state(tmp_path: Any) -> None:
 def test_destroy_removes_the_storage(repo: SessionStorageRepository) -> None:
     """destroy() removes the directory, task records included."""
     manager = SessionManager.create(repo)
+    manager.add_local_device_context()
     manager.state.add(_units()[0])
     manager.checkpoint()
     manager.destroy()
@@ -187,6 +196,7 @@ def test_large_output_is_kept_out_of_the_checkpoint(repo: SessionStorageReposito
     """Output over the inline limit goes to io-logs/<job>.record.gz; the checkpoint names the file."""
     big = os.urandom(INLINE_IO_LOG_LIMIT) + b"tail"
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         job = _units()[0]
         manager.state.add(job)
         kept = manager.state.update_job_result(job, MemoryJobResult(
@@ -211,6 +221,7 @@ def test_large_output_is_kept_out_of_the_checkpoint(repo: SessionStorageReposito
 def test_the_state_refuses_jobs_it_cannot_name(repo: SessionStorageRepository) -> None:
     """A job needs a unique jobname; results need a job of the session and a JobResult."""
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         state = manager.state
         state.add(Task(jobname="a"))
         with pytest.raises(InvalidValue, match="already has a job 'a'"):
@@ -265,6 +276,7 @@ def test_resumable_sessions_are_the_incomplete_ones_of_the_application(
     for name, app, flags in [("mine-old", "app", {"incomplete"}), ("mine-done", "app", {"submitted"}),
                              ("other", "other-app", {"incomplete"}), ("mine-new", "app", {"incomplete"})]:
         with SessionManager.create(repo, prefix=name + "-") as manager:
+            manager.add_local_device_context()
             manager.state.metadata.app_id, manager.state.metadata.flags = app, flags
             manager.checkpoint()
             made[name] = manager.storage
@@ -281,6 +293,7 @@ def test_resumable_sessions_are_the_incomplete_ones_of_the_application(
 def test_results_are_immutable_and_encoded_once(repo: SessionStorageRepository) -> None:
     """A recorded result cannot be altered, so a checkpoint may reuse its encoding from the last one."""
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         job = _units()[0]
         manager.state.add(job)
         kept = manager.state.update_job_result(job, MemoryJobResult({"outcome": "pass"}))
@@ -296,6 +309,7 @@ def test_results_are_immutable_and_encoded_once(repo: SessionStorageRepository) 
 def test_a_new_definition_gives_a_new_checksum_in_the_checkpoint(repo: SessionStorageRepository) -> None:
     """Checksums are cached per definition object; a newly assigned definition is in the next checkpoint."""
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         job = _units()[0]
         manager.state.add(job)
         manager.checkpoint()
@@ -310,6 +324,7 @@ def test_a_new_definition_gives_a_new_checksum_in_the_checkpoint(repo: SessionSt
 def test_checkpoints_can_be_written_in_an_older_format(repo: SessionStorageRepository) -> None:
     """suspend_version = 6 makes checkpoint() write what PlainBox 0.38 reads; it still resumes here."""
     with SessionManager.create(repo) as manager:
+        manager.add_local_device_context()
         manager.state.add(_units()[0])
         manager.state.metadata.title = "for an old launcher"
         manager.suspend_version = 6

@@ -527,6 +527,7 @@ def test_repository_default_is_not_touched_by_resume(tmp_path: Any, monkeypatch:
     """Resuming into a given location never creates the default repository."""
     monkeypatch.setenv("PLAINBOX_SESSION_REPOSITORY", str(tmp_path / "default"))
     manager = SessionManager.create(SessionStorageRepository(str(tmp_path / "mine")))
+    manager.add_local_device_context()
     manager.checkpoint()
     manager.close()
     SessionManager.load_session([], manager.storage).close()

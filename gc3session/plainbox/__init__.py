@@ -30,6 +30,7 @@ from .results import MemoryJobResult as MemoryJobResult
 from .resume import SessionPeekHelper as SessionPeekHelper
 from .resume import SessionResumeHelper as SessionResumeHelper
 from .state import JobState as JobState
+from .state import SessionDeviceContext as SessionDeviceContext
 from .state import SessionState as SessionState
 from .storage import SessionStorage as SessionStorage
 from .storage import SessionStorageRepository as SessionStorageRepository
@@ -48,6 +49,7 @@ __all__ = [
     "LockedStorageError",
     "MalformedSessionError",
     "MemoryJobResult",
+    "SessionDeviceContext",
     "SessionManager",
     "SessionMetaData",
     "SessionPeekHelper",

@@ -1,9 +1,10 @@
-"""The session manager: one storage and the session state living in it.
+"""The session manager: one storage and the device context whose session state lives in it.
 
 :class:`SessionManager` is how applications create, checkpoint, resume and
 destroy PlainBox sessions::
 
     manager = SessionManager.create(SessionStorageRepository("sessions"))
+    manager.add_local_device_context()
     manager.state.add(Task(jobname="disk-smart", command="smartctl -a /dev/sda"))
     manager.checkpoint()
     ...
@@ -20,12 +21,13 @@ import os
 from typing import Any, Callable, Iterable
 
 from .. import fsio
-from ..exceptions import SessionNotFoundError
+from ..exceptions import InvalidValue, SessionNotFoundError
 from ..task import Task
 from .envelope import CURRENT_VERSION
 from .errors import LockedStorageError, SessionResumeError
 from .resume import SessionResumeHelper
-from .state import IO_LOGS_DIR, SessionState
+from .signals import Signal
+from .state import IO_LOGS_DIR, SessionDeviceContext, SessionState
 from .storage import SessionStorage, SessionStorageRepository
 from .suspend import SessionSuspendHelper
 
@@ -53,18 +55,32 @@ class WellKnownDirsHelper:
 
 
 class SessionManager:
-    """Couples a :class:`SessionStorage` with the :class:`SessionState` living in it.
+    """Couples a :class:`SessionStorage` with the device context holding the session state.
 
-    Use the class methods to get one; ``close()`` (or a ``with`` block)
-    releases the state's store.
+    As in PlainBox 0.38, a manager holds at most one
+    :class:`SessionDeviceContext` (the local machine's) and :attr:`state`
+    is that context's state, None while there is no context:
+    :meth:`create` makes a manager without one (call
+    :meth:`add_local_device_context`), the other class methods make it with
+    one.  ``close()`` (or a ``with`` block) releases the state's store.
+
+    :param device_context_list: the contexts to start with (none or one).
+    :raises ValueError: for more than one context.
     """
 
-    def __init__(self, storage: SessionStorage, state: SessionState) -> None:
+    def __init__(self, device_context_list: Iterable[SessionDeviceContext],
+                 storage: SessionStorage) -> None:
         self._storage = storage
-        self._state = state
+        self._device_context_list: list[SessionDeviceContext] = []
+        #: Fired with the context after :meth:`add_device_context` adds it.
+        self.on_device_context_added = Signal("on_device_context_added")
+        #: Fired with the context after :meth:`remove_device_context` removes it.
+        self.on_device_context_removed = Signal("on_device_context_removed")
         #: The format version :meth:`checkpoint` writes; 6 lets PlainBox 0.38
         #: (which reads versions 1 to 6) resume the session.
         self.suspend_version: int = CURRENT_VERSION
+        for context in device_context_list:
+            self.add_device_context(context)
 
     @property
     def storage(self) -> SessionStorage:
@@ -72,55 +88,94 @@ class SessionManager:
         return self._storage
 
     @property
-    def state(self) -> SessionState:
-        """The session state (never None)."""
-        return self._state
+    def device_context_list(self) -> list[SessionDeviceContext]:
+        """The device contexts (a copy: change them with the add and remove methods)."""
+        return list(self._device_context_list)
+
+    @property
+    def default_device_context(self) -> SessionDeviceContext | None:
+        """The first device context, or None if there is none."""
+        return self._device_context_list[0] if self._device_context_list else None
+
+    @property
+    def state(self) -> SessionState | None:
+        """The session state of the default device context; None without a context."""
+        context = self.default_device_context
+        return context.state if context is not None else None
+
+    def add_device_context(self, context: SessionDeviceContext) -> SessionDeviceContext:
+        """Add ``context`` and fire :attr:`on_device_context_added`; return it.
+
+        :raises ValueError: if a context for the same device is there
+            already, or any context at all (PlainBox 0.38's limit of one).
+        """
+        if any(other.device == context.device for other in self._device_context_list):
+            raise ValueError(f"the device {context.device!r} already has a context in this session manager")
+        if self._device_context_list:
+            raise ValueError("a session manager holds one device context at most")
+        self._device_context_list.append(context)
+        self.on_device_context_added(context)
+        return context
+
+    def add_local_device_context(self) -> SessionDeviceContext:
+        """Add a context for this machine whose state lives in the storage; return it."""
+        return self.add_device_context(SessionDeviceContext(location=self._storage.location))
+
+    def remove_device_context(self, context: SessionDeviceContext) -> None:
+        """Remove ``context`` and fire :attr:`on_device_context_removed`.
+
+        Its state stays open: the caller who removed it owns it.
+
+        :raises ValueError: if ``context`` is not in this manager.
+        """
+        if context not in self._device_context_list:
+            raise ValueError(f"{context!r} is not a device context of this session manager")
+        self._device_context_list.remove(context)
+        self.on_device_context_removed(context)
+
+    def _required_state(self) -> SessionState:
+        state = self.state
+        if state is None:
+            raise InvalidValue(f"the session manager of {self._storage.location} has no device context:"
+                               " call add_local_device_context() first")
+        return state
 
     @classmethod
     def create(cls, repo: SessionStorageRepository | None = None, legacy_mode: bool = False,
                prefix: str = "pbox-") -> "SessionManager":
-        """A new session with no jobs, in a new storage of ``repo`` (default repository if None).
+        """A new storage in ``repo`` (default repository if None), without a device context.
 
         :param legacy_mode: see :meth:`SessionStorage.create` (the
             repository's ``last-session`` link points at the new storage).
         """
-        storage = cls._new_storage(repo, legacy_mode, prefix)
-        return cls(storage, SessionState(storage.location))
+        repo = repo if repo is not None else SessionStorageRepository()
+        storage = SessionStorage.create(repo.location, legacy_mode, prefix)
+        WellKnownDirsHelper(storage).populate()
+        return cls([], storage)
 
     @classmethod
     def create_with_unit_list(cls, unit_list: Iterable[Task] | None = None,
                               repo: SessionStorageRepository | None = None,
                               legacy_mode: bool = False) -> "SessionManager":
-        """A new session holding the jobs of ``unit_list`` (one batch of record writes)."""
-        manager = cls.create(repo, legacy_mode)
-        manager._state_add_all(unit_list or ())
-        return manager
-
-    def _state_add_all(self, jobs: Iterable[Task]) -> None:
-        try:
-            for job in jobs:
-                self._state.add(job, flush=False)
-            self._state.flush()
-        except BaseException:
-            self._state.close()
-            raise
+        """A new storage whose local context holds the jobs of ``unit_list`` (one batch of writes)."""
+        storage = cls._new_storage(repo, legacy_mode)
+        return cls([SessionDeviceContext(SessionState(storage.location, jobs=unit_list or ()))], storage)
 
     @classmethod
     def create_with_state(cls, state: SessionState, repo: SessionStorageRepository | None = None,
                           legacy_mode: bool = False) -> "SessionManager":
-        """A new storage holding a copy of ``state`` (its jobs, results and metadata).
+        """A new storage whose local context holds a copy of ``state`` (jobs, results, metadata).
 
         The copy is the manager's state; ``state`` itself is left as it is
         (a gc3session session cannot move between directories).
         """
-        storage = cls._new_storage(repo, legacy_mode, "pbox-")
-        return cls(storage, state.copy_to(storage.location))
+        storage = cls._new_storage(repo, legacy_mode)
+        return cls([SessionDeviceContext(state.copy_to(storage.location))], storage)
 
     @staticmethod
-    def _new_storage(repo: SessionStorageRepository | None, legacy_mode: bool,
-                     prefix: str) -> SessionStorage:
+    def _new_storage(repo: SessionStorageRepository | None, legacy_mode: bool) -> SessionStorage:
         repo = repo if repo is not None else SessionStorageRepository()
-        storage = SessionStorage.create(repo.location, legacy_mode, prefix)
+        storage = SessionStorage.create(repo.location, legacy_mode)
         WellKnownDirsHelper(storage).populate()
         return storage
 
@@ -128,7 +183,7 @@ class SessionManager:
     def load_session(cls, unit_list: Iterable[Task], storage: SessionStorage,
                      early_cb: Callable[[SessionState], Any] | None = None,
                      flags: Iterable[str] | None = None) -> "SessionManager":
-        """Resume the session last checkpointed in ``storage``.
+        """Resume the session last checkpointed in ``storage``, in a local device context.
 
         :param unit_list: every job the application defines now.
         :param early_cb: see :meth:`SessionResumeHelper.resume`.
@@ -148,9 +203,7 @@ class SessionManager:
             data = storage.load_checkpoint()
         except SessionNotFoundError:
             WellKnownDirsHelper(storage).populate()
-            manager = cls(storage, SessionState(storage.location))
-            manager._state_add_all(unit_list)
-            return manager
+            return cls([SessionDeviceContext(SessionState(storage.location, jobs=unit_list))], storage)
         helper = SessionResumeHelper(unit_list, flags, storage.location)
         try:
             state = helper.resume(data, early_cb)
@@ -162,7 +215,7 @@ class SessionManager:
         except BaseException:
             state.close()
             raise
-        return cls(storage, state)
+        return cls([SessionDeviceContext(state)], storage)
 
     def checkpoint(self) -> None:
         """Make the current state durable: the next :meth:`load_session` returns it.
@@ -170,12 +223,14 @@ class SessionManager:
         A ``session.next`` left by an interrupted checkpoint is removed once
         and the save retried.
 
+        :raises InvalidValue: if the manager has no device context.
         :raises StoreWriteError: if the checkpoint cannot be written; the
             previous one is intact, unless what failed is the directory
             ``fsync`` after the rename (then the new one is in place).
         """
-        self._state.save_all()
-        data = SessionSuspendHelper(self.suspend_version).suspend(self._state, self._storage.location)
+        state = self._required_state()
+        state.save_all()
+        data = SessionSuspendHelper(self.suspend_version).suspend(state, self._storage.location)
         try:
             self._storage.save_checkpoint(data)
         except LockedStorageError:
@@ -183,13 +238,14 @@ class SessionManager:
             self._storage.save_checkpoint(data)
 
     def destroy(self) -> None:
-        """Remove the storage and everything in it (the state is closed first)."""
-        self._state.close()
+        """Remove the storage and everything in it (the states are closed first)."""
+        self.close()
         self._storage.remove()
 
     def close(self) -> None:
-        """Release the state's store (the session stays on disk)."""
-        self._state.close()
+        """Release the store of every context's state (the session stays on disk)."""
+        for context in self._device_context_list:
+            context.state.close()
 
     def __enter__(self) -> "SessionManager":
         return self
@@ -198,7 +254,9 @@ class SessionManager:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<SessionManager {self._storage.location} ({len(self._state)} jobs)>"
+        state = self.state
+        jobs = f"{len(state)} jobs" if state is not None else "no device context"
+        return f"<SessionManager {self._storage.location} ({jobs})>"
 
 
-__all__ = ["SessionManager", "WellKnownDirsHelper"]
+__all__ = ["SessionDeviceContext", "SessionManager", "WellKnownDirsHelper"]

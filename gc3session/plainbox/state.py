@@ -83,6 +83,8 @@ class SessionState(Session):
         iterable that is not a path) of jobs, the state is *detached* (see
         :meth:`detached`) and holds those jobs.
     :param durable: fsync every write (default).
+    :param jobs: jobs to add at once (one batch of record writes); if one
+        cannot be added, the state is closed and the error raised.
 
     It is a :class:`~gc3session.Session` (``add``, ``list_names``,
     ``list_ids``, iteration, ``close``, ...), with PlainBox's view on top:
@@ -92,12 +94,12 @@ class SessionState(Session):
     """
 
     def __init__(self, location: "str | os.PathLike[str] | Iterable[Task]", *,
-                 durable: bool = True) -> None:
-        units: list[Task] = []
+                 durable: bool = True, jobs: Iterable[Task] = ()) -> None:
+        units = list(jobs)
         if isinstance(location, (bytes, bytearray)):
             raise InvalidType("a session state's location must be a str path (or a list of jobs), not bytes")
         if not isinstance(location, (str, os.PathLike)):
-            units = list(location)
+            units = list(location) + units
             location = _scratch_directory()
         self.location = os.path.abspath(os.fspath(location))
         self.metadata = SessionMetaData()
@@ -134,6 +136,11 @@ class SessionState(Session):
     def job_list(self) -> list[Task]:
         """The jobs, in session order (as added, or as ``job_list`` orders them at resume)."""
         return [state.job for state in self._job_states.values()]
+
+    @property
+    def unit_list(self) -> list[Task]:
+        """PlainBox's units of the session: here its jobs, the only units a state keeps."""
+        return self.job_list
 
     @property
     def job_state_map(self) -> Mapping[str, JobState]:
@@ -327,6 +334,38 @@ class SessionState(Session):
         return f"<SessionState {self.location} ({len(self)} jobs)>"
 
 
+class SessionDeviceContext:
+    """The session state of one device, as a :class:`SessionManager` holds it.
+
+    PlainBox 0.38 manages a session through device contexts and accepts at
+    most one, the local machine's; gc3session runs jobs on that machine
+    only, so :attr:`device` is always None, as for PlainBox's local context.
+
+    :param state: the state of the context; if None, a state in
+        ``location`` (the storage directory), or a detached one (see
+        :meth:`SessionState.detached`) when no location is given either.
+    """
+
+    def __init__(self, state: "SessionState | None" = None, *,
+                 location: "str | os.PathLike[str] | None" = None) -> None:
+        if state is None:
+            state = SessionState(location) if location is not None else SessionState.detached()
+        self._state = state
+
+    @property
+    def device(self) -> object:
+        """The device the jobs run on: None, the local machine."""
+        return None
+
+    @property
+    def state(self) -> SessionState:
+        """The session state of this device."""
+        return self._state
+
+    def __repr__(self) -> str:
+        return f"<SessionDeviceContext {self._state!r}>"
+
+
 def _scratch_directory() -> str:
     """A new temporary directory for a detached state, removed when the program exits."""
     path = tempfile.mkdtemp(prefix="gc3session-plainbox-")
@@ -357,4 +396,5 @@ def _fresh_copy(task: Task) -> Task:
     return clone
 
 
-__all__ = ["INLINE_IO_LOG_LIMIT", "IO_LOGS_DIR", "JobState", "SessionMetaData", "SessionState", "TASKS_DIR"]
+__all__ = ["INLINE_IO_LOG_LIMIT", "IO_LOGS_DIR", "JobState", "SessionDeviceContext", "SessionMetaData",
+           "SessionState", "TASKS_DIR"]
