@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gc3session import Task
-from gc3session.exceptions import InvalidValue
+from gc3session.exceptions import InvalidType, InvalidValue, SerializationError
 from gc3session.plainbox import (
     SessionDeviceContext,
     SessionManager,
@@ -163,3 +163,97 @@ def test_closing_the_manager_closes_the_state_of_its_context(repo: SessionStorag
     manager.close()
     with SessionManager.load_session([Task(jobname="kept")], manager.storage) as again:
         assert again.state is not None and again.state.list_names() == {"kept"}
+
+
+def test_a_context_whose_state_lives_elsewhere_is_refused(repo: SessionStorageRepository) -> None:
+    """PlainBox's add_device_context(SessionDeviceContext()): its detached state would be lost."""
+    manager = SessionManager.create(repo)
+    detached = SessionDeviceContext()
+    try:
+        with pytest.raises(InvalidValue, match="add_local_device_context") as caught:
+            manager.add_device_context(detached)
+        assert detached.state.location in str(caught.value)
+        assert manager.storage.location in str(caught.value)
+        with pytest.raises(InvalidValue):
+            SessionManager([detached], manager.storage)
+        assert manager.device_context_list == []
+    finally:
+        detached.state.close()
+
+
+def test_a_context_takes_a_state_or_a_location(tmp_path: Any) -> None:
+    """Both at once, or something that is not a SessionState, is a typed error."""
+    state = SessionState(str(tmp_path / "a"))
+    try:
+        with pytest.raises(InvalidType, match="not both"):
+            SessionDeviceContext(state, location=str(tmp_path / "b"))
+        with pytest.raises(InvalidType, match="holds a SessionState"):
+            SessionDeviceContext(str(tmp_path / "a"))  # type: ignore[arg-type]
+    finally:
+        state.close()
+    assert not os.path.exists(tmp_path / "b")
+
+
+def test_a_failed_create_with_unit_list_leaves_no_storage(repo: SessionStorageRepository) -> None:
+    """Two jobs with one id: the error reaches the caller and the new storage is gone."""
+    twins = [Task(jobname="same", command="true"), Task(jobname="same", command="false")]
+    with pytest.raises(InvalidValue, match="same"):
+        SessionManager.create_with_unit_list(twins, repo)
+    assert repo.get_storage_list() == []
+
+
+def test_a_failed_create_with_state_leaves_no_storage_and_the_state_intact(
+        repo: SessionStorageRepository, tmp_path: Any) -> None:
+    """A job that cannot be pickled: nothing left in the repository, the given state unchanged."""
+    state = SessionState(str(tmp_path / "mine"), jobs=[Task(jobname="fine", command="true")])
+    try:
+        state.add(Task(jobname="bad", command="true"))
+        state.get_job("bad").hook = lambda: None
+        with pytest.raises(SerializationError, match="cannot serialize Task"):
+            SessionManager.create_with_state(state, repo)
+        assert repo.get_storage_list() == []
+        assert state.list_names() == {"fine", "bad"}
+    finally:
+        state.get_job("bad").hook = None
+        state.close()
+
+
+def test_destroy_and_close_with_no_context_or_twice(repo: SessionStorageRepository) -> None:
+    """A manager without a context closes and destroys; close() twice is harmless."""
+    empty = SessionManager.create(repo)
+    empty.close()
+    empty.destroy()
+    assert not os.path.exists(empty.storage.location)
+    manager = SessionManager.create(repo)
+    context = manager.add_local_device_context()
+    manager.remove_device_context(context)
+    manager.destroy()  # the removed context's state is its owner's to close
+    context.state.close()
+    again = SessionManager.create_with_unit_list([Task(jobname="x", command="true")], repo)
+    again.close()
+    again.close()
+
+
+def test_signals_pass_keywords_and_themselves_when_asked() -> None:
+    """morris's calling conventions: fire(args, kwargs), connect(..., pass_signal=True), listeners."""
+    signal = Signal("on_event")
+    plain: list[Any] = []
+    told: list[Any] = []
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        plain.append((args, kwargs))
+
+    def record_signal(*args: Any, signal: Signal, **kwargs: Any) -> None:
+        told.append((args, kwargs, signal))
+
+    signal.connect(record)
+    signal.connect(record_signal, pass_signal=True)
+    assert signal.listeners == [record, record_signal]
+    signal(1, key="k")
+    signal.fire((2,), {})
+    assert plain == [((1,), {"key": "k"}), ((2,), {})]
+    assert told == [((1,), {"key": "k"}, signal), ((2,), {}, signal)]
+    with pytest.raises(ValueError):
+        signal.disconnect(record_signal)  # connected with pass_signal=True
+    signal.disconnect(record_signal, pass_signal=True)
+    assert signal.listeners == [record]

@@ -39,7 +39,7 @@ def repo(tmp_path: Any) -> SessionStorageRepository:
 
 
 def test_create_gives_an_empty_state_living_in_a_new_storage(repo: SessionStorageRepository) -> None:
-    """After create(): a storage with io-logs/, a state that is a gc3session Session in it, no jobs."""
+    """After create() and add_local_device_context(): a storage with io-logs/, a state in it, no jobs."""
     with SessionManager.create(repo, prefix="my run-") as manager:
         manager.add_local_device_context()
         state = manager.state

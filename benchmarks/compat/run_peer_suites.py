@@ -18,7 +18,7 @@ copied twice:
   (:mod:`benchmarks.compat.patches`, printed as applied); PlainBox's run in
   PlainBox's virtualenv, so its job units, results and test helpers are
   PlainBox's own and only its session layer is gc3session's.  Both sides
-  find gc3session on ``PYTHONPATH`` in its installed layout
+  find this checkout on ``PYTHONPATH``, installed into the work directory
   (:func:`installed_layout`), whatever is installed in either interpreter.
 
 GC3Pie's doctests (``gc3libs/session.py``, ``gc3libs/persistence/*.py``) are
@@ -153,20 +153,19 @@ def prepare(peer: Peer, source: str, directory: str, side: str) -> list[str]:
 
 
 def installed_layout(workdir: str) -> str:
-    """A directory holding ``gc3session/`` as ``pip install`` lays it out; return it.
+    """Install this checkout, without its dependencies, into a directory of ``workdir``; return it.
 
     The repository keeps ``stores/`` at its top and setup.cfg installs it
     as ``gc3session.stores``, so the repository itself on ``PYTHONPATH``
-    has no ``gc3session.stores``.  The layout is made of symbolic links to
-    the repository's files: the code under test is this checkout's.
+    has no ``gc3session.stores``.  ``pip install --target`` lays the
+    package out as users get it (what setup.cfg lists, nothing else), and
+    both interpreters find it there whatever they have installed.
     """
-    layout = os.path.join(workdir, "gc3session-layout")
-    package = os.path.join(layout, "gc3session")
-    os.makedirs(package)
-    for name in os.listdir(os.path.join(ROOT, "gc3session")):
-        if name != "__pycache__":
-            os.symlink(os.path.join(ROOT, "gc3session", name), os.path.join(package, name))
-    os.symlink(os.path.join(ROOT, "stores"), os.path.join(package, "stores"))
+    layout = os.path.join(workdir, "gc3session-installed")
+    done = _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
+                 "--disable-pip-version-check", "--target", layout, ROOT], PIP_TIMEOUT)
+    if done.returncode != 0:
+        raise Unavailable(f"cannot install this checkout into {layout}: {_last_line(done)}")
     return layout
 
 

@@ -17,8 +17,9 @@ protocol: one serialization and one atomic file write.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .. import fsio
 from ..exceptions import InvalidValue, SessionNotFoundError
@@ -108,17 +109,35 @@ class SessionManager:
 
         :raises ValueError: if a context for the same device is there
             already, or any context at all (PlainBox 0.38's limit of one).
+        :raises InvalidValue: (a ValueError) if the context's state lives
+            in another directory than this storage: a checkpoint would then
+            refer to jobs and IO logs outside it (a detached state's are
+            removed at exit).  :meth:`add_local_device_context` and
+            :meth:`create_with_state` put the state in the storage.
         """
-        if any(other.device == context.device for other in self._device_context_list):
-            raise ValueError(f"the device {context.device!r} already has a context in this session manager")
-        if self._device_context_list:
-            raise ValueError("a session manager holds one device context at most")
+        self._refuse_another(context.device)
+        state = context.state
+        if isinstance(state, SessionState) and not _same_directory(state.location, self._storage.location):
+            raise InvalidValue(f"the state of {context!r} lives in {state.location}, not in this"
+                               f" manager's storage {self._storage.location}; use"
+                               " add_local_device_context() or SessionManager.create_with_state(state)")
         self._device_context_list.append(context)
         self.on_device_context_added(context)
         return context
 
+    def _refuse_another(self, device: object) -> None:
+        if any(other.device == device for other in self._device_context_list):
+            raise ValueError(f"the device {device!r} already has a context in this session manager")
+        if self._device_context_list:
+            raise ValueError("a session manager holds one device context at most")
+
     def add_local_device_context(self) -> SessionDeviceContext:
-        """Add a context for this machine whose state lives in the storage; return it."""
+        """Add a context for this machine whose state lives in the storage; return it.
+
+        PlainBox's local context holds a state in memory; here the state is
+        a gc3session session in ``<storage>/tasks``.
+        """
+        self._refuse_another(None)
         return self.add_device_context(SessionDeviceContext(location=self._storage.location))
 
     def remove_device_context(self, context: SessionDeviceContext) -> None:
@@ -159,7 +178,9 @@ class SessionManager:
                               legacy_mode: bool = False) -> "SessionManager":
         """A new storage whose local context holds the jobs of ``unit_list`` (one batch of writes)."""
         storage = cls._new_storage(repo, legacy_mode)
-        return cls([SessionDeviceContext(SessionState(storage.location, jobs=unit_list or ()))], storage)
+        with _removed_on_failure(storage):
+            state = SessionState(storage.location, jobs=unit_list or ())
+        return cls([SessionDeviceContext(state)], storage)
 
     @classmethod
     def create_with_state(cls, state: SessionState, repo: SessionStorageRepository | None = None,
@@ -170,7 +191,9 @@ class SessionManager:
         (a gc3session session cannot move between directories).
         """
         storage = cls._new_storage(repo, legacy_mode)
-        return cls([SessionDeviceContext(state.copy_to(storage.location))], storage)
+        with _removed_on_failure(storage):
+            copy = state.copy_to(storage.location)
+        return cls([SessionDeviceContext(copy)], storage)
 
     @staticmethod
     def _new_storage(repo: SessionStorageRepository | None, legacy_mode: bool) -> SessionStorage:
@@ -257,6 +280,25 @@ class SessionManager:
         state = self.state
         jobs = f"{len(state)} jobs" if state is not None else "no device context"
         return f"<SessionManager {self._storage.location} ({jobs})>"
+
+
+def _same_directory(one: str, other: str) -> bool:
+    return os.path.realpath(one) == os.path.realpath(other)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(storage: SessionStorage) -> Iterator[None]:
+    """Remove ``storage``, just created and holding nothing of the user's yet, if the block fails.
+
+    A failed ``create_with_*`` then leaves no empty session in the
+    repository (in legacy mode the ``last-session`` link is left dangling,
+    which :meth:`SessionStorageRepository.get_last_storage` reads as none).
+    """
+    try:
+        yield
+    except BaseException:
+        storage.remove()
+        raise
 
 
 __all__ = ["SessionDeviceContext", "SessionManager", "WellKnownDirsHelper"]

@@ -304,14 +304,16 @@ class SessionState(Session):
         IO log files kept under this state's directory are copied into the
         new ``io-logs/``; other file names are kept as they are.
         """
-        other = SessionState(location, durable=self.durable)
-        for state in self._job_states.values():
-            other.add(_fresh_copy(state.job), flush=False)
-        other.flush()
-        for name, state in self._job_states.items():
-            history = other._job_states[name].result_history
-            for result in state.result_history:
-                history.append(self._copy_result(result, other))
+        other = SessionState(location, durable=self.durable,
+                             jobs=[_fresh_copy(state.job) for state in self._job_states.values()])
+        try:
+            for name, state in self._job_states.items():
+                history = other._job_states[name].result_history
+                for result in state.result_history:
+                    history.append(self._copy_result(result, other))
+        except BaseException:
+            other.close()
+            raise
         other.metadata = copy.deepcopy(self.metadata)
         other._desired, other._mandatory = list(self._desired), list(self._mandatory)
         other.system_information = copy.deepcopy(self.system_information)
@@ -350,6 +352,10 @@ class SessionDeviceContext:
                  location: "str | os.PathLike[str] | None" = None) -> None:
         if state is None:
             state = SessionState(location) if location is not None else SessionState.detached()
+        elif location is not None:
+            raise InvalidType("a device context takes a state or a location, not both")
+        elif not isinstance(state, SessionState):
+            raise InvalidType(f"a device context holds a SessionState, not {state!r}")
         self._state = state
 
     @property
