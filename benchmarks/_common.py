@@ -81,6 +81,16 @@ def time_once(operation: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def write_back_unsynced() -> None:
+    """Flush what earlier steps wrote unsynced (a prefill at ``durable=False``, GC3Pie's side).
+
+    An fsync on ext4 (data=ordered) and a ``syncfs`` also write back other
+    files' dirty data; without this, the next timed durable operation would
+    pay for writes it did not make.
+    """
+    os.sync()
+
+
 def per_op(durations: Sequence[float]) -> float:
     """Mean seconds per operation of a sample (the mean: fsync outliers are part of the cost)."""
     return statistics.fmean(durations)

@@ -257,6 +257,7 @@ def bench_store(report: Report, kind: str, n: int, sample: int, pg: PgCluster | 
             gc3 = _gc3pie.run([{"op": "store", "kind": kind_name, "url": gc3pie_url,
                                 "n": n, "sample": sample}])[0]
         tasks = [make_task(i) for i in range(n)]
+        _common.write_back_unsynced()
         store = make_store(url, durable=True)
         with _common.peak_memory() as mem:
             bulk_s, _ = time_once(lambda: store.save_many(tasks))
