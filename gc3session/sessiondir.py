@@ -219,7 +219,7 @@ def check_store_place(session: str, url: StoreUrl) -> None:
     if url.base_scheme not in RELATIVE_SCHEMES or not os.path.isabs(url.path):
         return
     owner = _session_around(url.path, session)
-    if owner is None or _same_directory(owner, session):
+    if owner is None or same_directory(owner, session):
         return
     own_copy = os.path.join(session, os.path.relpath(url.path, owner))
     if os.path.lexists(own_copy):
@@ -249,7 +249,7 @@ def _session_around(path: str, session: str) -> str | None:
         parent = above
 
 
-def _same_directory(one: str, other: str) -> bool:
+def same_directory(one: str, other: str) -> bool:
     """The same directory, even when reached through a symlink."""
     if os.path.abspath(one) == os.path.abspath(other):
         return True

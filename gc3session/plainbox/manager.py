@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .. import fsio
 from ..exceptions import InvalidValue, SessionNotFoundError
+from ..sessiondir import same_directory
 from ..task import Task
 from .envelope import CURRENT_VERSION
 from .errors import LockedStorageError, SessionResumeError
@@ -117,7 +118,7 @@ class SessionManager:
         """
         self._refuse_another(context.device)
         state = context.state
-        if isinstance(state, SessionState) and not _same_directory(state.location, self._storage.location):
+        if isinstance(state, SessionState) and not same_directory(state.location, self._storage.location):
             raise InvalidValue(f"the state of {context!r} lives in {state.location}, not in this"
                                f" manager's storage {self._storage.location}; use"
                                " add_local_device_context() or SessionManager.create_with_state(state)")
@@ -167,10 +168,7 @@ class SessionManager:
         :param legacy_mode: see :meth:`SessionStorage.create` (the
             repository's ``last-session`` link points at the new storage).
         """
-        repo = repo if repo is not None else SessionStorageRepository()
-        storage = SessionStorage.create(repo.location, legacy_mode, prefix)
-        WellKnownDirsHelper(storage).populate()
-        return cls([], storage)
+        return cls([], cls._new_storage(repo, legacy_mode, prefix))
 
     @classmethod
     def create_with_unit_list(cls, unit_list: Iterable[Task] | None = None,
@@ -196,9 +194,15 @@ class SessionManager:
         return cls([SessionDeviceContext(copy)], storage)
 
     @staticmethod
-    def _new_storage(repo: SessionStorageRepository | None, legacy_mode: bool) -> SessionStorage:
+    def _new_storage(repo: SessionStorageRepository | None, legacy_mode: bool,
+                     *prefix: str) -> SessionStorage:
+        """A new storage of ``repo`` (the default repository if None) with its directories.
+
+        ``prefix`` is passed on only when given: PlainBox's ``create_with_*``
+        call ``SessionStorage.create`` with the default prefix, unnamed.
+        """
         repo = repo if repo is not None else SessionStorageRepository()
-        storage = SessionStorage.create(repo.location, legacy_mode)
+        storage = SessionStorage.create(repo.location, legacy_mode, *prefix)
         WellKnownDirsHelper(storage).populate()
         return storage
 
@@ -280,10 +284,6 @@ class SessionManager:
         state = self.state
         jobs = f"{len(state)} jobs" if state is not None else "no device context"
         return f"<SessionManager {self._storage.location} ({jobs})>"
-
-
-def _same_directory(one: str, other: str) -> bool:
-    return os.path.realpath(one) == os.path.realpath(other)
 
 
 @contextlib.contextmanager
